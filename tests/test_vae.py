@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from tvt.models.loading import MissingWeightsError
+from tvt.models.vae import AutoencoderKLD4, build_vae_d4, load_vae_d4, load_vae_d8
+from tvt.testing import tiny_vae_d4_kwargs
+
+
+def _params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_full_size_d4_param_count_matches_paper():
+    with torch.device("meta"):
+        d4 = build_vae_d4("d4")
+    assert abs(_params(d4) / 15.2e6 - 1) < 0.02  # Table 1: 15.2M
+    assert isinstance(d4.encoder.mid_block, torch.nn.Module) and not list(d4.encoder.mid_block.parameters())
+
+
+def test_full_size_d8_param_count_matches_paper():
+    from diffusers import AutoencoderKL
+
+    with torch.device("meta"):
+        d8 = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=2,
+            latent_channels=4,
+        )
+    assert abs(_params(d8) / 83.7e6 - 1) < 0.02  # Table 1: 83.7M
+
+
+def test_variants_have_mid_block_only_when_asked():
+    with torch.device("meta"):
+        v1, v2 = build_vae_d4("v1"), build_vae_d4("v2")
+    assert list(v1.encoder.mid_block.parameters()) and not list(v2.encoder.mid_block.parameters())
+    assert v1.config.block_out_channels == v2.config.block_out_channels == (128, 256, 512)
+    with pytest.raises(ValueError, match="unknown VAE variant"):
+        build_vae_d4("v9")
+
+
+def test_d4_encode_decode_shapes():
+    vae = build_vae_d4("d4", **tiny_vae_d4_kwargs()).eval()
+    x = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode_latent(x)
+        y = vae.decode_latent(z)
+    assert z.shape == (2, 4, 16, 24)  # 4x downsampling
+    assert y.shape == x.shape
+    with pytest.raises(ValueError, match="multiples of 4"):
+        vae.encode_latent(torch.zeros(1, 3, 30, 32))
+    with pytest.raises(ValueError, match="image batch"):
+        vae.encode_latent(torch.zeros(3, 32, 32))
+
+
+def test_full_size_d4_maps_512_to_128_latent_on_meta():
+    with torch.device("meta"):
+        vae = build_vae_d4("d4")
+        z = vae.encode(torch.zeros(1, 3, 512, 512, device="meta")).latent_dist.mode()
+    assert z.shape == (1, 4, 128, 128)
+
+
+def test_d4_save_load_roundtrip_is_bitwise(tmp_path):
+    vae = build_vae_d4("d4", **tiny_vae_d4_kwargs())
+    vae.save_pretrained(tmp_path / "d4")
+    loaded = load_vae_d4(tmp_path / "d4")
+    assert isinstance(loaded, AutoencoderKLD4) and loaded.config.use_mid_block is False
+    a, b = vae.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_d8_loads_from_tiny_sd_folder(tiny_sd):
+    vae = load_vae_d8(tiny_sd)
+    assert vae.config.latent_channels == 4 and len(vae.config.block_out_channels) == 4
+
+
+def test_missing_weights_give_clear_error(tmp_path):
+    with pytest.raises(MissingWeightsError, match="VAE-D8"):
+        load_vae_d8(tmp_path / "nowhere")
+    with pytest.raises(MissingWeightsError, match="VAE-D4"):
+        load_vae_d4(tmp_path / "nowhere")

@@ -1,0 +1,131 @@
+"""VAE-D4 (paper Sec. 3.2, Fig. 3) and the SD 2.1 VAE-D8 loader.
+
+VAE-D4 is an AutoencoderKL with 3 stages (128/256/256 channels, 2 ResBlocks each), 4 latent
+channels and *no* middle stage, so a 512x512 image maps to a 4x128x128 latent. diffusers has no
+switch to drop the mid block, so we subclass AutoencoderKL and replace its mid blocks with an
+identity: everything else (DiagonalGaussian posterior, tiling, slicing, save/load) is diffusers'.
+
+    x (B, 3, H, W) in [-1, 1] --encode--> latent (B, 4, H/4, W/4) --decode--> (B, 3, H, W)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from diffusers import AutoencoderKL
+from diffusers.configuration_utils import register_to_config
+
+from .loading import require_pretrained
+
+SD_SCALING_FACTOR = 0.18215  # SD 2.1's latent scale; the D4 latent lives in the same space (Sec. 3.1).
+
+
+class _NoMidBlock(nn.Module):
+    """Stands in for diffusers' UNetMidBlock2D when the architecture has no middle stage."""
+
+    def forward(self, sample: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        return sample
+
+
+class AutoencoderKLD4(AutoencoderKL):
+    """AutoencoderKL with an optional middle stage (``use_mid_block``); 3 stages give a 4x downsampling VAE."""
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        down_block_types: tuple[str, ...] = ("DownEncoderBlock2D",) * 3,
+        up_block_types: tuple[str, ...] = ("UpDecoderBlock2D",) * 3,
+        block_out_channels: tuple[int, ...] = (128, 256, 256),
+        layers_per_block: int = 2,
+        act_fn: str = "silu",
+        latent_channels: int = 4,
+        norm_num_groups: int = 32,
+        sample_size: int = 512,
+        scaling_factor: float = SD_SCALING_FACTOR,
+        shift_factor: float | None = None,
+        latents_mean: tuple[float] | None = None,
+        latents_std: tuple[float] | None = None,
+        force_upcast: bool = False,
+        use_quant_conv: bool = True,
+        use_post_quant_conv: bool = True,
+        mid_block_add_attention: bool = True,
+        use_mid_block: bool = False,
+    ):
+        super().__init__(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            down_block_types=down_block_types,
+            up_block_types=up_block_types,
+            block_out_channels=block_out_channels,
+            layers_per_block=layers_per_block,
+            act_fn=act_fn,
+            latent_channels=latent_channels,
+            norm_num_groups=norm_num_groups,
+            sample_size=sample_size,
+            scaling_factor=scaling_factor,
+            shift_factor=shift_factor,
+            latents_mean=latents_mean,
+            latents_std=latents_std,
+            force_upcast=force_upcast,
+            use_quant_conv=use_quant_conv,
+            use_post_quant_conv=use_post_quant_conv,
+            mid_block_add_attention=mid_block_add_attention,
+        )
+        if not use_mid_block:
+            self.encoder.mid_block = _NoMidBlock()
+            self.decoder.mid_block = _NoMidBlock()
+
+    @property
+    def downscale_factor(self) -> int:
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    def encode_latent(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """Image (B, 3, H, W) in [-1, 1] -> scaled latent (B, 4, H/f, W/f); the posterior mode unless ``sample``."""
+        _check_image(x, self.downscale_factor)
+        dist = self.encode(x).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return z * self.config.scaling_factor
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latent (B, 4, h, w) -> image (B, 3, h*f, w*f) in about [-1, 1]."""
+        if z.ndim != 4 or z.shape[1] != self.config.latent_channels:
+            raise ValueError(f"expected a (B, {self.config.latent_channels}, h, w) latent, got {tuple(z.shape)}")
+        return self.decode(z / self.config.scaling_factor).sample
+
+
+def _check_image(x: torch.Tensor, factor: int) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[-2] % factor or x.shape[-1] % factor:
+        raise ValueError(f"image sides must be multiples of {factor}, got {tuple(x.shape[-2:])}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Architectures: the paper's D4 and the Table 5 ablations V1/V2
+# ---------------------------------------------------------------------------------------------
+VAE_VARIANTS: dict[str, dict] = {
+    # name: AutoencoderKLD4 kwargs
+    "d4": dict(block_out_channels=(128, 256, 256), use_mid_block=False),
+    "v1": dict(block_out_channels=(128, 256, 512), use_mid_block=True),
+    "v2": dict(block_out_channels=(128, 256, 512), use_mid_block=False),
+}
+
+
+def build_vae_d4(variant: str = "d4", **overrides) -> AutoencoderKLD4:
+    """A randomly initialised VAE-D4 (or ablation V1/V2); ``overrides`` change any config field."""
+    if variant not in VAE_VARIANTS:
+        raise ValueError(f"unknown VAE variant '{variant}', choose from {sorted(VAE_VARIANTS)}")
+    return AutoencoderKLD4(**{**VAE_VARIANTS[variant], **overrides})
+
+
+def load_vae_d4(path: str | Path, **kwargs) -> AutoencoderKLD4:
+    """Load a VAE-D4 folder saved with ``save_pretrained`` (config.json + safetensors)."""
+    return require_pretrained(AutoencoderKLD4, path, what="VAE-D4", **kwargs)
+
+
+def load_vae_d8(path_or_hub_id: str | Path, subfolder: str | None = "vae", **kwargs) -> AutoencoderKL:
+    """SD 2.1's VAE-D8 from a diffusers model folder (``<sd>/vae``) or a hub id."""
+    return require_pretrained(AutoencoderKL, path_or_hub_id, what="SD 2.1 VAE-D8", subfolder=subfolder, **kwargs)
