@@ -36,7 +36,7 @@ def tiny_unet_config() -> dict:
         in_channels=4,
         out_channels=4,
         layers_per_block=2,
-        block_out_channels=(32, 32, 64, 64),
+        block_out_channels=(16, 32, 32, 32),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         attention_head_dim=(2, 2, 4, 4),
