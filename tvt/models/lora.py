@@ -78,7 +78,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
     for name, module in list(model.named_modules()):
         if isinstance(module, BaseTunerLayer):
-            module.merge()
+            module.merge(adapter_names=list(module.lora_A.keys()))  # every adapter, active or not
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
     for attr in ("peft_config",):
