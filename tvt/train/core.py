@@ -243,14 +243,15 @@ class Trainer:
 
         step, skipped = 0, 0
         if resume:
-            accelerator.load_state(str(resume[1]))
             state = json.loads((resume[1] / "trainer_state.json").read_text())
             step, skipped = state["step"], state["nonfinite_skipped"]
+        loader = make_dataloader(self.stage.train_dataset, t, accelerator, start_batch=(step + skipped) * t.grad_accum)
+        batches = iter(loader)  # before load_state: creating the iterator draws from the global RNG
+        if resume:
+            accelerator.load_state(str(resume[1]))
             log.info("resumed from %s at step %d", resume[1], step)
         if accelerator.is_main_process and t.tracker != "none":
             accelerator.init_trackers(self.stage.name)
-        loader = make_dataloader(self.stage.train_dataset, t, accelerator, start_batch=(step + skipped) * t.grad_accum)
-        batches = iter(loader)
         bar = tqdm(total=t.max_steps, initial=step, desc=self.stage.name, disable=not accelerator.is_main_process)
         metrics_file = run_dir / "metrics.jsonl"
         while step < t.max_steps:
