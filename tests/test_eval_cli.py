@@ -1,0 +1,101 @@
+"""scripts/eval.py and scripts/compare.py end to end on tiny folders (in-process through their main())."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tvt.metrics.evaluate import main as eval_main
+from tvt.metrics.report import main as compare_main
+
+
+def _img(path, seed, size=32):
+    arr = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    for i, name in enumerate(["a", "b", "c"]):
+        _img(gt / f"{name}.png", i)
+        _img(pred / (f"{name}.jpg" if name == "c" else f"{name}.png"), i + 10)  # matched by stem, any extension
+    return pred, gt
+
+
+def test_outputs_agree(folders, tmp_path):
+    pred, gt = folders
+    out = tmp_path / "out"
+    assert eval_main(["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,ssim", "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 3 and summary["unavailable"] == {}
+    for m in ("psnr", "ssim"):
+        assert summary[m] == pytest.approx(np.mean([float(r[m]) for r in rows]), abs=1e-9)
+        assert f"| {m} | {summary[m]:.4f} |" in (out / "summary.md").read_text()
+    assert "YCbCr" in summary["protocol"]["psnr"]
+
+
+def test_unmatched_and_size_mismatch(folders, tmp_path, capsys):
+    pred, gt = folders
+    _img(pred / "only_pred.png", 5)
+    _img(gt / "only_gt.png", 6)
+    _img(pred / "b.png", 7, size=40)  # b: size mismatch
+    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr", "--no-progress"]
+    assert eval_main(args + ["--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err
+    assert "only in pred: only_pred" in err and "only in gt: only_gt" in err and "size mismatch: b" in err
+    assert not (tmp_path / "o1" / "summary.json").exists()
+    assert eval_main(args + ["--out", str(tmp_path / "o2"), "--allow-missing"]) == 0
+    summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    assert summary["num_images"] == 2 and len(summary["skipped"]) == 3
+
+
+def test_unavailable_metric_reported_exit_0_unless_strict(folders, tmp_path):
+    pred, gt = folders
+    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,lpips", "--no-progress"]
+    assert eval_main(args + ["--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert "psnr" in summary and "lpips" not in summary
+    assert "alexnet" in summary["unavailable"]["lpips"]
+    assert "lpips" in (tmp_path / "o" / "summary.md").read_text()
+    assert eval_main(args + ["--out", str(tmp_path / "s"), "--strict"]) == 1
+
+
+def test_no_reference_without_gt(folders, tmp_path):
+    pred, _ = folders
+    assert eval_main(["--pred", str(pred), "--metrics", "niqe", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["num_images"] == 3 and "niqe" in summary["unavailable"]  # its .mat is absent offline
+    assert eval_main(["--pred", str(pred), "--metrics", "psnr", "--out", str(tmp_path / "p")]) == 2  # FR needs --gt
+
+
+def test_bicubic_on_dataset_and_compare(realsr, tmp_path):
+    root = tmp_path / "RealSR"
+    names = sorted(p.name for p in (realsr / "HR").iterdir())[:3]
+    for sub in ("HR", "LR"):
+        (root / sub).mkdir(parents=True)
+        for n in names:
+            shutil.copy(realsr / sub / n, root / sub / n)
+    out = tmp_path / "bicubic"
+    assert eval_main(["--model", "bicubic", "--dataset", "RealSR", "--dataset-root", str(root), "--metrics", "psnr",
+                      "--out", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in (out / "images").iterdir()) == names
+    sr = Image.open(out / "images" / names[0])
+    assert sr.size == Image.open(root / "HR" / names[0]).size
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 3 and 20 < summary["psnr"] < 40
+    assert eval_main(["--model", "bicubic", "--dataset", "Nope", "--out", str(tmp_path / "x")]) == 2
+
+    table = tmp_path / "table.md"
+    fig = tmp_path / "fig.png"
+    stem = names[0].rsplit(".", 1)[0]
+    assert compare_main([str(out / "summary.json"), str(out / "summary.json"), "--names", "Bicubic,Again",
+                         "--out", str(table), "--crops", f"{stem}:100,100,64,64",
+                         "--dirs", f"lr={root / 'LR'}", f"bicubic={out / 'images'}", f"hr={root / 'HR'}",
+                         "--figure", str(fig)]) == 0
+    assert "| Bicubic | **" in table.read_text() and Image.open(fig).width > 3 * 256

@@ -1,0 +1,280 @@
+import json
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+import tvt.export as export
+from tvt.models.ce_unet import is_fully_trained
+from tvt.models.loading import MissingWeightsError
+from tvt.pipeline import BicubicPipeline, ImageSizeError, TVTPipeline, gaussian_weights, tile_starts, tiled_apply
+
+
+@pytest.fixture(scope="module")
+def tvt_pipe(tiny_sd, tiny_vae_d4):
+    return TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture="tvt")
+
+
+@pytest.fixture(scope="module")
+def osediff_pipe(tiny_sd):
+    return TVTPipeline.from_sd(tiny_sd, architecture="osediff")
+
+
+class PixelUNet(nn.Module):
+    """A spatially equivariant UNet stand-in: a kxk conv on the latent, same call signature as diffusers'."""
+
+    def __init__(self, k=1):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(4, 4, k, padding=k // 2)
+        self.config = SimpleNamespace(block_out_channels=(1, 1, 1, 1))
+
+    @property
+    def dtype(self):
+        return self.conv.weight.dtype
+
+    def forward(self, z, t, encoder_hidden_states):
+        return SimpleNamespace(sample=self.conv(z))
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes, inputs, limits
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["tvt", "osediff"])
+@pytest.mark.parametrize("h, w, upscale", [(37, 50, 4), (16, 16, 2), (33, 21, 2), (24, 40, 3)])
+def test_output_size_any_input(request, arch, h, w, upscale):
+    pipe = request.getfixturevalue(f"{arch}_pipe")
+    out = pipe(torch.rand(3, h, w), upscale=upscale, output_type="pt").images
+    assert out.shape == (1, 3, h * upscale, w * upscale)
+    assert out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
+
+
+def test_batch_list_and_modes(tvt_pipe, caplog):
+    batch = torch.rand(2, 3, 20, 24)
+    out = tvt_pipe(batch, upscale=2, output_type="np").images  # one batched forward
+    assert out.shape == (2, 40, 48, 3) and out.dtype == np.float32
+    one_by_one = tvt_pipe(list(batch), upscale=2, output_type="np").images
+    np.testing.assert_allclose(out, one_by_one, atol=1e-5)
+    gray = Image.fromarray((np.random.rand(20, 18) * 255).astype(np.uint8), "L")
+    rgba = Image.fromarray((np.random.rand(16, 22, 4) * 255).astype(np.uint8), "RGBA")
+    with caplog.at_level(logging.INFO, logger="tvt.pipeline"):
+        imgs = tvt_pipe([gray, rgba], upscale=2, color_fix="wavelet").images
+    assert [im.size for im in imgs] == [(36, 40), (44, 32)] and all(im.mode == "RGB" for im in imgs)
+    assert "converting L to RGB" in caplog.text and "alpha dropped" in caplog.text
+
+
+def test_size_limits(tiny_sd, tiny_vae_d4):
+    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, min_side=8, max_output_pixels=64 * 64)
+    with pytest.raises(ImageSizeError, match="too small"):
+        pipe(torch.rand(3, 5, 40))
+    with pytest.raises(ImageSizeError, match="exceeds max_output_pixels"):
+        pipe(torch.rand(3, 20, 20), upscale=4)
+
+
+def test_bicubic_baseline():
+    pipe = TVTPipeline.from_pretrained("bicubic")
+    assert isinstance(pipe, BicubicPipeline)
+    x = torch.rand(1, 3, 13, 17)
+    out = pipe(x, upscale=4, output_type="pt").images
+    torch.testing.assert_close(out, F.interpolate(x, size=(52, 68), mode="bicubic", align_corners=False).clamp(0, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# tiling
+# ---------------------------------------------------------------------------------------------
+def test_tiled_equals_untiled_within_one_tile(tvt_pipe, osediff_pipe):
+    x = torch.rand(1, 3, 30, 26)
+    for pipe in (tvt_pipe, osediff_pipe):
+        untiled = pipe(x, tile_size=0, vae_tile_size=0, output_type="pt").images
+        tiled = pipe(x, output_type="pt").images  # default tiles, VAE tiling on; the image fits one tile
+        assert torch.equal(tiled, untiled)
+
+
+def test_blend_weights_and_equivariant_model():
+    assert tile_starts(10, 16, 4) == [0] and tile_starts(40, 16, 6) == [0, 10, 20, 24]
+    w = gaussian_weights(16, 12)
+    assert w.shape == (1, 1, 16, 12) and w.min() > 0 and torch.equal(w, w.flip(-1))
+    z = torch.randn(1, 4, 50, 70)
+    # normalised weights: a constant field stays constant
+    torch.testing.assert_close(tiled_apply(torch.ones_like, z, 16, 6), torch.ones_like(z))
+    conv = PixelUNet(k=1).conv
+    with torch.no_grad():
+        torch.testing.assert_close(tiled_apply(conv, z, 16, 6), conv(z), atol=1e-5, rtol=0)
+
+
+def test_no_seams_on_smooth_image(tiny_sd):
+    """Through the pipeline: a per-pixel UNet gives the untiled result; a 3x3 one (wrong at tile borders,
+    like any real UNet) shows no step at the borders because the Gaussian blend hides tile edges."""
+    base = TVTPipeline.from_sd(tiny_sd, architecture="osediff")
+    smooth = F.interpolate(torch.rand(1, 3, 4, 4), size=(96, 112), mode="bicubic", align_corners=False).clamp(0, 1)
+    for k, tol in ((1, 1e-5), (3, 0.01)):  # uniform blending instead of Gaussian: 0.26
+        pipe = TVTPipeline.from_components(base.vae, PixelUNet(k), base.text_encoder, base.tokenizer, base.scheduler)
+        kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
+        untiled = pipe(smooth, tile_size=0, **kw).images
+        tiled = pipe(smooth, tile_size=32, tile_overlap=12, **kw).images  # latent tile 8 (UNet factor), overlap 2
+        assert tiled.shape == untiled.shape == (1, 3, 96, 112)
+        assert (tiled - untiled).abs().max() <= tol, (k, (tiled - untiled).abs().max())
+
+
+def test_vae_tiling_bounds_tile_size(osediff_pipe):
+    x = torch.rand(1, 3, 40, 48)
+    out = osediff_pipe(x, upscale=4, tile_size=32, vae_tile_size=64, output_type="pt").images
+    assert out.shape == (1, 3, 160, 192) and torch.isfinite(out).all()
+    assert osediff_pipe.vae.use_tiling and osediff_pipe.vae.tile_sample_min_size == 64
+    assert osediff_pipe.vae.tile_latent_min_size == 8
+
+
+def test_tile_sizes_are_input_pixels(tvt_pipe, osediff_pipe):
+    # defaults cover 768/256 output px: official TVT latent 192/64, OSEDiff 96/32
+    assert tvt_pipe.latent_tiling(None, None, 4) == (192, 64)
+    assert osediff_pipe.latent_tiling(None, None, 4) == (96, 32)
+    # TVT (f=4) at x4: input px == latent px; OSEDiff (f=8): half
+    assert tvt_pipe.latent_tiling(96, 32, 4) == (96, 32)
+    assert osediff_pipe.latent_tiling(96, 32, 4) == (48, 16)
+    assert tvt_pipe.latent_tiling(0, None, 4) == (0, 0)
+    with pytest.raises(ValueError, match="smaller than the tile"):
+        tvt_pipe.latent_tiling(32, 64, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# precision, export, loading
+# ---------------------------------------------------------------------------------------------
+def test_fp16_keeps_vae_fp32(tiny_sd):
+    pipe = TVTPipeline.from_sd(tiny_sd, architecture="osediff").to(dtype=torch.float16)
+    assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float32
+    assert pipe.generator.alphas_cumprod.dtype == torch.float32
+    pipe.to(dtype=torch.bfloat16)
+    assert pipe.vae.dtype == torch.bfloat16
+
+
+def test_save_pretrained_round_trip_is_bitwise(tvt_pipe, tmp_path):
+    x = torch.rand(1, 3, 24, 20)
+    ref = tvt_pipe(x, output_type="pt").images
+    tvt_pipe.save_pretrained(tmp_path / "export")
+    cfg = json.loads((tmp_path / "export" / "tvt_config.json").read_text())
+    assert cfg["format"] == "tvt-export-v1" and cfg["architecture"] == "tvt" and cfg["vae"] == "vae_d4"
+    loaded = TVTPipeline.from_pretrained(tmp_path / "export")
+    assert loaded.architecture == "tvt"
+    assert torch.equal(loaded(x, output_type="pt").images, ref)
+
+
+@pytest.mark.parametrize("arch", ["tvt", "osediff"])
+def test_export_with_lora_matches_training_model(tiny_sd, tiny_vae_d4, tmp_path, arch):
+    """The training-side export (LoRA + fully trained layers + VAE-encoder LoRA) reloads to the same model."""
+    from peft import LoraConfig
+
+    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture=arch)
+    unet, vae = pipe.unet, pipe.vae
+    torch.manual_seed(1)
+    if arch == "tvt":
+        with torch.no_grad():  # "train" the fully trained layers
+            for name, p in unet.named_parameters():
+                if is_fully_trained(name):
+                    p.add_(0.05 * torch.randn_like(p))
+    if arch == "tvt":  # what ISR training does (tvt.models.lora), LoRA B made non-zero as after training
+        from tvt.models.lora import add_ce_unet_lora, add_vae_encoder_lora
+
+        add_ce_unet_lora(unet, rank=4)
+        add_vae_encoder_lora(vae, rank=2)
+        with torch.no_grad():
+            for name, p in [*unet.named_parameters(), *vae.named_parameters()]:
+                if "lora_B" in name:
+                    p.normal_(0, 0.05)
+    else:
+        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]))
+        vae.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                                   target_modules=["encoder.down_blocks.0.resnets.0.conv1"]))
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    emb = pipe.encode_prompt("")
+    with torch.no_grad():
+        ref = pipe.generator(x, emb)[0]
+    export.save_tvt_export(tmp_path / "exp", ce_unet=unet, vae=vae, base_model=str(tiny_sd), prompt="sharp",
+                           architecture=arch, extra={"step": 10})
+    names = {p.name for p in (tmp_path / "exp").iterdir()}
+    assert {"tvt_config.json", "ce_unet_lora", "vae_d4" if arch == "tvt" else "vae"} <= names
+    assert ("ce_unet_trainable.safetensors" in names) == (arch == "tvt")
+    assert not any(n.startswith(".") for n in (p.name for p in tmp_path.iterdir()))  # no temp folders left
+    loaded = TVTPipeline.from_pretrained(tmp_path / "exp")
+    assert loaded.prompt == "sharp" and loaded.architecture == arch
+    assert not export._has_unmerged_lora(loaded.unet)  # merged on load
+    with torch.no_grad():
+        out = loaded.generator(x, loaded.encode_prompt(""))[0]
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+
+
+def test_missing_weights_are_a_clear_error(tmp_path, tvt_pipe):
+    with pytest.raises(MissingWeightsError, match="SD 2.1"):
+        TVTPipeline.from_pretrained(tmp_path / "no_such_sd", vae_d4=tmp_path)
+    export.save_tvt_export(tmp_path / "exp", ce_unet=tvt_pipe.unet, vae=tvt_pipe.vae, base_model=str(tmp_path / "gone"))
+    with pytest.raises(MissingWeightsError, match="gone"):
+        TVTPipeline.from_pretrained(tmp_path / "exp")
+
+
+def test_export_with_several_adapters(tiny_sd, tmp_path):
+    """The official code trains three LoRA adapters (encoder/decoder/others); all are saved and merged."""
+    from peft import LoraConfig
+
+    pipe = TVTPipeline.from_sd(tiny_sd, architecture="osediff")
+    torch.manual_seed(2)
+    for name, targets in (("default_encoder", ["down_blocks.1.resnets.0.conv1"]), ("default_decoder", ["up_blocks.1.resnets.0.conv2"])):
+        pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=targets), adapter_name=name)
+    pipe.unet.set_adapters(["default_encoder", "default_decoder"])
+    z, emb = torch.randn(1, 4, 16, 16), pipe.encode_prompt("")
+    with torch.no_grad():
+        ref = pipe.generator.denoise(z, emb)
+    export.save_tvt_export(tmp_path / "exp", ce_unet=pipe.unet, vae=pipe.vae, base_model=str(tiny_sd), architecture="osediff")
+    cfg = json.loads((tmp_path / "exp" / "tvt_config.json").read_text())
+    assert cfg["lora"]["adapters"] == ["default_decoder", "default_encoder"]
+    assert (tmp_path / "exp" / "ce_unet_lora" / "default_encoder" / "adapter_config.json").is_file()
+    loaded = TVTPipeline.from_pretrained(tmp_path / "exp")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator.denoise(z, emb), ref, atol=1e-4, rtol=1e-5)
+
+
+def test_official_release_layout_loads(tiny_sd, tmp_path):
+    """A fake official release (model_TVT.pkl with three adapters + full layers, vae.ckpt) loads through
+    tvt.models.convert, merges ALL three adapters, and uses the official t=1."""
+    from tvt.models.lora import lora_target_modules
+    from tvt.models.vae import build_vae_d4
+    from tvt.pipeline import OFFICIAL_TIMESTEP
+
+    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=build_vae_d4("d4", sample_size=768), architecture="tvt")
+    unet = pipe.unet
+    names = lora_target_modules(unet, skip=is_fully_trained)
+    groups = {"encoder": [n for n in names if n.startswith("down_blocks")], "decoder": [n for n in names if n.startswith("up_blocks")]}
+    groups["others"] = [n for n in names if n not in groups["encoder"] + groups["decoder"]]
+    from peft import LoraConfig
+
+    for a, targets in groups.items():
+        unet.add_adapter(LoraConfig(r=2, init_lora_weights=False, target_modules=targets), adapter_name=f"default_{a}")
+    unet.set_adapters([f"default_{a}" for a in groups])
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if is_fully_trained(name.replace(".base_layer", "")):
+                p.add_(0.05 * torch.randn_like(p))
+    release = tmp_path / "ckp"
+    release.mkdir()
+    torch.save({"rank_unet": 2, **{f"unet_lora_{a}_modules": t for a, t in groups.items()},
+                "state_dict_unet": {k: v for k, v in unet.state_dict().items()
+                                    if "lora" in k or is_fully_trained(k.replace(".base_layer", ""))}},
+               release / "model_TVT.pkl")
+    torch.save({"state_dict": {f"vaeDe4.{k}": v for k, v in pipe.vae.state_dict().items()}}, release / "vae.ckpt")
+
+    loaded = TVTPipeline.from_pretrained(release, base_model=str(tiny_sd))
+    assert loaded.generator.timestep == OFFICIAL_TIMESTEP == 1 and loaded.prompt.startswith("clean")
+    assert not export._has_unmerged_lora(loaded.unet)
+    z, emb = torch.randn(1, 4, 32, 32), pipe.encode_prompt("")
+    pipe.generator.timestep = 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.generator.denoise(z, emb), pipe.generator.denoise(z, emb), atol=1e-4, rtol=1e-5)
+        x = torch.rand(1, 3, 64, 64) * 2 - 1
+        torch.testing.assert_close(loaded.vae.encode(x).latent_dist.mode(), pipe.vae.encode(x).latent_dist.mode())
+    with pytest.raises(MissingWeightsError, match="model_TVT.pkl"):
+        TVTPipeline.from_pretrained(tmp_path)  # a folder that is none of the known layouts
