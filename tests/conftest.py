@@ -44,3 +44,12 @@ def drealsr() -> Path:
     if not path.is_dir():
         pytest.fail(f"benchmark data missing: {path}")
     return path
+
+
+def small_hr_folder(drealsr: Path, out: Path, count: int, size: int) -> Path:
+    """The first ``count`` DRealSR HR images resized to ``size`` px: cheap training data for tests."""
+    from PIL import Image
+
+    for p in sorted((drealsr / "HR").glob("*.png"))[:count]:
+        Image.open(p).convert("RGB").resize((size, size), Image.BICUBIC).save(out / p.name)
+    return out

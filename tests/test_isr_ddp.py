@@ -46,7 +46,7 @@ def test_two_process_cpu_training(tmp_path, drealsr, tiny_sd, tiny_vae_d4):
             "train.grad_accum=1", "train.lr=1e-3", "train.max_steps=2", "train.tracker=none", "train.ckpt_every=2",
             f"train.output_dir={out}", "train.run_name=isr", "train.num_workers=0"]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_cpu", "--num_processes", "2", "--cpu", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", str(tmp_path / "probe.py"), str(tmp_path), *args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-4000:]

@@ -2,8 +2,8 @@
 import json
 
 import pytest
+from conftest import small_hr_folder
 import torch
-from PIL import Image
 
 from tvt.config import load_config
 from tvt.models.loading import MissingWeightsError
@@ -14,10 +14,7 @@ from tvt.train.isr import ISRConfig, ISRStage
 
 @pytest.fixture(scope="module")
 def hr_dir(tmp_path_factory, drealsr):
-    out = tmp_path_factory.mktemp("hr")
-    for p in sorted((drealsr / "HR").glob("*.png"))[:4]:
-        Image.open(p).convert("RGB").resize((128, 128), Image.BICUBIC).save(out / p.name)
-    return out
+    return small_hr_folder(drealsr, tmp_path_factory.mktemp("hr"), 4, 128)
 
 
 def _run(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, steps):

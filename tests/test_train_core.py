@@ -3,8 +3,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import small_hr_folder
 import torch
-from PIL import Image
 
 from tvt.config import ConfigError, load_config
 from tvt.train.core import NonFiniteLossError, Trainer, checkpoints
@@ -14,10 +14,7 @@ from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 @pytest.fixture(scope="module")
 def hr_dir(tmp_path_factory, drealsr):
     """Six 64x64 HR images cut from DRealSR (small, so a training step costs little)."""
-    out = tmp_path_factory.mktemp("hr")
-    for p in sorted((drealsr / "HR").glob("*.png"))[:6]:
-        Image.open(p).convert("RGB").resize((64, 64), Image.BICUBIC).save(out / p.name)
-    return out
+    return small_hr_folder(drealsr, tmp_path_factory.mktemp("hr"), 6, 64)
 
 
 def tiny_cfg(tmp_path, hr_dir, overrides=()):

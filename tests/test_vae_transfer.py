@@ -2,8 +2,8 @@
 import json
 
 import pytest
+from conftest import small_hr_folder
 import torch
-from PIL import Image
 
 from tvt.config import load_config
 from tvt.losses.vae_loss import adaptive_weight
@@ -15,10 +15,7 @@ from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
 @pytest.fixture(scope="module")
 def hr_dir(tmp_path_factory, drealsr):
-    out = tmp_path_factory.mktemp("hr")
-    for p in sorted((drealsr / "HR").glob("*.png"))[:4]:
-        Image.open(p).convert("RGB").resize((64, 64), Image.BICUBIC).save(out / p.name)
-    return out
+    return small_hr_folder(drealsr, tmp_path_factory.mktemp("hr"), 4, 64)
 
 
 def _cfg(tmp_path, hr_dir, tiny_sd, mode, extra=()):
