@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"
 
 
+def _cell(row: dict, key: str) -> str:
+    return f"{row[key]:.3f}" if key in row else "–"  # D8 is the reference of the alignment columns
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
         "|---|---|---|---|",
     ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['psnr_y']:.2f} | {r.get('rel_l2', float('nan')):.3f} | {r.get('cosine', float('nan')):.3f} |")
+        lines.append(f"| {name} | {r['psnr_y']:.2f} | {_cell(r, 'rel_l2')} | {_cell(r, 'cosine')} |")
     lines += ["", "Paper's expectation: D4 reconstructs better than D8; TVT keeps the latent close to D8's while T1 "
               "does not. These toy numbers are a pipeline check at a scale far below the paper's."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
