@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -46,8 +47,10 @@ def test_two_process_cpu_training(tmp_path, drealsr, tiny_sd, tiny_vae_d4):
             "train.grad_accum=1", "train.lr=1e-3", "train.max_steps=2", "train.tracker=none", "train.ckpt_every=2",
             f"train.output_dir={out}", "train.run_name=isr", "train.num_workers=0"]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_cpu", "--num_processes", "2", "--cpu", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(tmp_path / "probe.py"), str(tmp_path), *args]
+    # accelerate's own launcher runs multi-CPU jobs through mpirun only; torchrun gives the same environment
+    # (RANK/WORLD_SIZE/...), and the core's Accelerator(cpu=True) then joins a gloo process group.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(tmp_path / "probe.py"), str(tmp_path), *args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-4000:]
     pos = [[json.loads(line) for line in (tmp_path / f"positions-{r}.jsonl").read_text().splitlines()] for r in (0, 1)]

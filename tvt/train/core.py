@@ -61,6 +61,7 @@ class TrainConfig:
     nonfinite: str = "halt"  # halt | skip
     max_nonfinite: int = 10  # skip mode: halt after this many skipped steps
     tracker: str = "tensorboard"  # tensorboard | none
+    cpu: bool = False  # force CPU even when CUDA is present (CPU is used anyway when it is not)
     export: bool = True
 
 
@@ -231,8 +232,10 @@ class Trainer:
         if t.nonfinite not in ("halt", "skip"):
             raise ConfigError(f"train.nonfinite must be 'halt' or 'skip', got '{t.nonfinite}'")
         resume = resolve_resume(t)
-        run_dir = self._run_dir(PartialState(), resume)
-        accelerator = Accelerator(gradient_accumulation_steps=t.grad_accum, mixed_precision=t.mixed_precision,
+        # Without CUDA, accelerate only recognises a multi-process (torchrun / accelerate launch) job when told cpu=True.
+        cpu = t.cpu or not torch.cuda.is_available()
+        run_dir = self._run_dir(PartialState(cpu=cpu), resume)
+        accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=t.grad_accum, mixed_precision=t.mixed_precision,
                                   log_with=None if t.tracker == "none" else t.tracker,
                                   project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")))
         set_seed(t.seed)
