@@ -10,10 +10,9 @@ Images are in [-1, 1]. Latents are compared unscaled (D4 and D8 share SD's space
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,7 @@ from torch import nn
 from ..config import ConfigError
 from ..losses.vae_loss import ReconstructionLoss, VAEGANLoss
 from ..models.loading import SD21_BASE
-from ..models.vae import AutoencoderKLD4, build_vae_d4, load_vae_d4, load_vae_d8
+from ..models.vae import build_vae_d4, load_vae_d4, load_vae_d8
 from .core import Stage, TrainConfig, make_optimizer, make_scheduler
 
 MODES = ("stage1", "stage2", "scratch", "align", "teacher")
