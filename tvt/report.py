@@ -45,15 +45,6 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, ti
     return path
 
 
-def markdown_table(rows: list[dict], columns: list[str], fmt: str = "{:.4f}") -> str:
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    body = ""
-    for row in rows:
-        cells = [fmt.format(row[c]) if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
-        body += "| " + " | ".join(cells) + " |\n"
-    return head + body
-
-
 def write_report(out_dir: str | Path, title: str, sections: list[tuple[str, str]], images: list[tuple[str, str]]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html``.
 
