@@ -1,9 +1,9 @@
 """Parameter and FLOP counting with the paper's convention (REFERENCE.md).
 
-The paper's "FLOPs" are multiply-accumulates (MACs) of convolution and linear layers; the matrix
-products inside attention (QK^T, AV: bmm / SDPA) are not counted. torch's FlopCounterMode counts
-2 FLOPs per MAC, so we take its convolution + addmm + mm counts and halve them. Models are built on
-the meta device, so no weights or memory are needed.
+The paper's "FLOPs" are multiply-accumulates (MACs) of convolution and linear layers; the matrix products inside
+attention (QK^T, AV: bmm / baddbmm / SDPA) are not counted. torch's FlopCounterMode counts 2 FLOPs per MAC, so
+we take its convolution + addmm + mm counts (nn.Linear lowers to addmm/mm) and halve them. Attention MACs are
+counted separately (``attention_flops``) for reference. Models are built on the meta device: no weights, no memory.
 """
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-COUNTED_OPS = ("convolution", "addmm", "mm")  # attention bmm / sdpa deliberately left out
+COUNTED_OPS = ("convolution", "addmm", "mm", "linear")  # the paper's FLOPs
+ATTENTION_OPS = ("bmm", "baddbmm")  # + any scaled_dot_product_* kernel: left out of the paper's FLOPs
 
 
 @dataclass
 class Complexity:
     params: int
-    flops: int  # MACs of conv + linear layers
+    flops: int  # MACs of conv + linear layers (the paper's "FLOPs")
+    attention_flops: int = 0  # MACs of attention matmuls (not in the paper's count)
 
     def __add__(self, other: "Complexity") -> "Complexity":
-        return Complexity(self.params + other.params, self.flops + other.flops)
+        return Complexity(self.params + other.params, self.flops + other.flops, self.attention_flops + other.attention_flops)
 
 
 def count_params(*modules: torch.nn.Module) -> int:
@@ -30,19 +32,38 @@ def count_params(*modules: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(fn: Callable[[], object]) -> int:
-    """MACs of conv/linear ops executed by ``fn()`` (the paper's FLOPs)."""
+def macs_by_op(fn: Callable, *inputs, **kwargs) -> dict[str, int]:
+    """MACs (FLOPs / 2) per aten op executed by ``fn(*inputs, **kwargs)``, e.g. {"convolution": ..., "bmm": ...}."""
     counter = FlopCounterMode(display=False)
     with counter:
-        fn()
-    counts = counter.get_flop_counts()["Global"]
-    return sum(v for op, v in counts.items() if str(op).split(".")[-1] in COUNTED_OPS) // 2
+        fn(*inputs, **kwargs)
+    out: dict[str, int] = {}
+    for op, v in counter.get_flop_counts()["Global"].items():
+        name = str(op).split(".")[-1]
+        out[name] = out.get(name, 0) + v // 2
+    return out
+
+
+def _is_attention(op: str) -> bool:
+    return op in ATTENTION_OPS or "scaled_dot_product" in op
+
+
+def count_macs(fn: Callable, *inputs, **kwargs) -> int:
+    """The paper's FLOPs of ``fn(*inputs, **kwargs)``: MACs of conv and linear ops only."""
+    return sum(v for op, v in macs_by_op(fn, *inputs, **kwargs).items() if op in COUNTED_OPS)
+
+
+def complexity(model: torch.nn.Module, fn: Callable, *inputs, **kwargs) -> Complexity:
+    """Params of ``model`` and the MACs of ``fn(*inputs)``, split into counted and attention."""
+    by_op = macs_by_op(fn, *inputs, **kwargs)
+    return Complexity(count_params(model), sum(v for op, v in by_op.items() if op in COUNTED_OPS),
+                      sum(v for op, v in by_op.items() if _is_attention(op)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Full-size configs of the paper's networks (no weights needed)
 # ---------------------------------------------------------------------------------------------
-SD21_UNET_CONFIG = dict(
+SD21_UNET_CONFIG = dict(  # stabilityai/stable-diffusion-2-1-base unet/config.json (the fields that matter)
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
     block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
@@ -53,7 +74,7 @@ SD21_VAE_CONFIG = dict(
     block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
     up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, sample_size=768,
 )
-SD21_TEXT_CONFIG = dict(  # OpenCLIP ViT-H text tower as SD 2.1 uses it (penultimate layer: 23 layers)
+SD21_TEXT_CONFIG = dict(  # OpenCLIP ViT-H text tower as SD 2.1 ships it (23 layers: the penultimate one is used)
     vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
     max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
 )
@@ -62,23 +83,28 @@ SD21_TEXT_CONFIG = dict(  # OpenCLIP ViT-H text tower as SD 2.1 uses it (penulti
 def vae_complexity(vae, image_size: int = 512) -> Complexity:
     """Encode + decode of one image_size x image_size image."""
     x = torch.zeros(1, 3, image_size, image_size, device="meta")
-    return Complexity(count_params(vae), count_macs(lambda: vae.decode(vae.encode(x).latent_dist.mode()).sample))
+    return complexity(vae, lambda: vae.decode(vae.encode(x).latent_dist.mode()).sample)
 
 
 def unet_complexity(unet, latent_size: int, text_dim: int = 1024) -> Complexity:
+    """One UNet call on a (1, 4, latent_size, latent_size) latent with a 77-token prompt."""
     z = torch.zeros(1, 4, latent_size, latent_size, device="meta")
     c = torch.zeros(1, 77, text_dim, device="meta")
     t = torch.tensor([999], device="meta")
-    return Complexity(count_params(unet), count_macs(lambda: unet(z, t, encoder_hidden_states=c)))
+    return complexity(unet, lambda: unet(z, t, encoder_hidden_states=c))
 
 
 def text_encoder_complexity(text_encoder) -> Complexity:
     ids = torch.zeros(1, 77, dtype=torch.long, device="meta")
-    return Complexity(count_params(text_encoder), count_macs(lambda: text_encoder(ids)))
+    return complexity(text_encoder, lambda: text_encoder(ids))
 
 
 def paper_models_complexity(image_size: int = 512) -> dict[str, Complexity]:
-    """Params and FLOPs of every network of Tables 1 and 4, built on the meta device."""
+    """Params and FLOPs of the networks of Tables 1, 4 and 5 at ``image_size`` output, on the meta device.
+
+    Totals = VAE encode + decode + one UNet call + the CLIP text encoder. The paper's Table 4 totals also
+    contain the DAPE prompt tagger, which is not among our dependencies (see ``tagger_image_encoder_complexity``).
+    """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -99,8 +125,18 @@ def paper_models_complexity(image_size: int = 512) -> dict[str, Complexity]:
             f"ce_unet_{lat4}": unet_complexity(ce_unet, lat4),
             "text_encoder": text_encoder_complexity(CLIPTextModel(CLIPTextConfig(**SD21_TEXT_CONFIG))),
         }
-    # One-step SR = VAE encode/decode + one UNet pass + the prompt's text encoding (the DAPE tagger is
-    # not counted: its RAM/Swin-L code is not among our dependencies; see scripts/complexity.py).
     out["osediff_total"] = out["vae_d8"] + out[f"unet_sd21_{lat8}"] + out["text_encoder"]
     out["tvt_total"] = out["vae_d4"] + out[f"ce_unet_{lat4}"] + out["text_encoder"]
     return out
+
+
+def tagger_image_encoder_complexity() -> Complexity | None:
+    """DAPE's image encoder (RAM's Swin-L at 384x384) from timm's config, as an estimate of the tagger's
+    FLOPs (its tagging head is left out). None when timm (a pyiqa dependency) is not installed."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    with torch.device("meta"):
+        swin = timm.create_model("swin_large_patch4_window12_384", pretrained=False)
+        return complexity(swin, swin, torch.zeros(1, 3, 384, 384))

@@ -1,12 +1,19 @@
-"""Converters from the official TVT release (github.com/Joyies/TVT) into our models.
+"""Converters from the official TVT release (github.com/Joyies/TVT, weights at huggingface.co/Joypop/TVTSR, ``ckp/``).
 
-Official layouts (read from its TVTModel.py):
-- VAE-D4: a Lightning/LDM-style checkpoint, ``ckpt["state_dict"]`` with the VAE under the prefix
-  ``vaeDe4.`` in diffusers naming (their AutoencoderKL copy without mid blocks: the same names as ours).
-- UNet: ``torch.save`` of {"rank_unet", "unet_lora_encoder_modules", "unet_lora_decoder_modules",
-  "unet_lora_others_modules", "state_dict_unet"}; the three lists are the target modules of the peft adapters
-  ``default_encoder`` / ``default_decoder`` / ``default_others`` on the five-level CE-UNet, and
-  ``state_dict_unet`` holds every LoRA tensor plus the fully trained layers under their wrapped names.
+Official layout, read from its TVT/modelfile/TVTModel.py and README:
+- ``ckp/vae.ckpt`` (VAE-D4): a Lightning checkpoint (trained with the LDM code); ``ckpt["state_dict"]`` holds the
+  VAE under the prefix ``vaeDe4.``. TVT.__init__ strips the prefix and loads the rest ``strict=True`` into its
+  diffusers AutoencoderKL copy without mid blocks (TVT/VAED4/config2.json: 128/256/256, 2 layers, 4 latent
+  channels), so the names are diffusers names -- ours. Checkpoints in LDM naming (``encoder.down.0.block.0...``)
+  are accepted too and go through diffusers' ``convert_ldm_vae_checkpoint``, which handles a mid-less 3-level VAE.
+- ``ckp/TVTUNet/unet``: the five-level UNet as a diffusers folder (= our CE-UNet config); its initialisation code
+  is not released. We rebuild it from SD 2.1 (tvt.models.ce_unet) unless the folder is given.
+- ``ckp/model_TVT.pkl``: ``torch.save`` of {"rank_unet", "unet_lora_encoder_modules", "unet_lora_decoder_modules",
+  "unet_lora_others_modules", "state_dict_unet"}. The three lists are the target modules of the peft adapters
+  ``default_encoder`` / ``default_decoder`` / ``default_others`` (``official_unet_lora_targets``); ``state_dict_unet``
+  holds every LoRA tensor plus the fully trained layers (down_blocks.0, up_blocks.3.upsamplers.0, up_blocks.4,
+  conv_in, conv_out) under their LoRA-wrapped names (``...conv1.base_layer.weight``), since the official code also
+  puts LoRA on those layers. All three adapters are active at inference (``set_adapter([...3 names])``).
 """
 from __future__ import annotations
 
@@ -14,12 +21,15 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig
+from torch import nn
 
-from .lora import merge_lora
+from .lora import UNET_LORA_PATTERNS, merge_lora
 from .vae import AutoencoderKLD4, build_vae_d4
 
 OFFICIAL_VAE_PREFIX = "vaeDe4."
-OFFICIAL_ADAPTERS = ("encoder", "decoder", "others")
+OFFICIAL_ADAPTERS = ("encoder", "decoder", "others")  # adapter names: default_<name>
+OFFICIAL_UNET_KEYS = ("rank_unet", "state_dict_unet", *(f"unet_lora_{a}_modules" for a in OFFICIAL_ADAPTERS))
+OFFICIAL_VAE_CONFIG = dict(sample_size=768)  # config2.json; everything else equals build_vae_d4("d4")
 
 
 def _load(ckpt) -> dict:
@@ -27,18 +37,38 @@ def _load(ckpt) -> dict:
         return ckpt
     path = Path(ckpt)
     if not path.is_file():
-        raise FileNotFoundError(f"official TVT checkpoint not found: {path}")
+        raise FileNotFoundError(f"official TVT checkpoint not found: {path} (download ckp/ from huggingface.co/Joypop/TVTSR)")
     return torch.load(path, map_location="cpu", weights_only=False)  # official files are pickled dicts
 
 
-def convert_official_vae_d4(ckpt, **vae_kwargs) -> AutoencoderKLD4:
-    """Official VAE-D4 checkpoint (path or loaded dict) -> AutoencoderKLD4 (config: official config2.json)."""
+# ---------------------------------------------------------------------------------------------
+# VAE-D4
+# ---------------------------------------------------------------------------------------------
+def _is_ldm_naming(keys) -> bool:
+    return any(k.startswith(("encoder.down.", "decoder.up.")) for k in keys)
+
+
+def official_vae_d4_state_dict(ckpt, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """The VAE-D4 tensors of an official checkpoint (path or loaded dict) in diffusers naming."""
     raw = _load(ckpt)
     state = raw.get("state_dict", raw)
     weights = {k[len(OFFICIAL_VAE_PREFIX):]: v for k, v in state.items() if k.startswith(OFFICIAL_VAE_PREFIX)}
     if not weights:
-        raise KeyError(f"no '{OFFICIAL_VAE_PREFIX}*' weights under 'state_dict': not an official TVT VAE-D4 checkpoint")
-    vae = build_vae_d4("d4", **{"sample_size": 768, **vae_kwargs})
+        raise KeyError(f"no '{OFFICIAL_VAE_PREFIX}*' tensors under 'state_dict': not an official TVT VAE-D4 checkpoint")
+    if _is_ldm_naming(weights):
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        config = config or dict(build_vae_d4("d4").config)
+        weights = convert_ldm_vae_checkpoint(weights, config)
+    return weights
+
+
+def convert_official_vae_d4(ckpt, **vae_kwargs) -> AutoencoderKLD4:
+    """Official ``vae.ckpt`` (path or loaded dict) -> AutoencoderKLD4; every tensor must find its place."""
+    with torch.device("meta"):
+        skeleton = build_vae_d4("d4", **{**OFFICIAL_VAE_CONFIG, **vae_kwargs})
+    weights = official_vae_d4_state_dict(ckpt, dict(skeleton.config))
+    vae = build_vae_d4("d4", **{**OFFICIAL_VAE_CONFIG, **vae_kwargs})
     result = vae.load_state_dict(weights, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise KeyError(f"official VAE-D4 does not match our layout: missing {result.missing_keys[:5]}, "
@@ -46,20 +76,58 @@ def convert_official_vae_d4(ckpt, **vae_kwargs) -> AutoencoderKLD4:
     return vae
 
 
-def load_official_unet(ckpt, ce_unet: torch.nn.Module, merge: bool = True) -> torch.nn.Module:
-    """Put the official LoRA adapters and fully trained layers on ``ce_unet`` (5-level, SD weights); merge them."""
+# ---------------------------------------------------------------------------------------------
+# CE-UNet LoRA + fully trained layers
+# ---------------------------------------------------------------------------------------------
+def official_unet_lora_targets(unet: nn.Module) -> dict[str, list[str]]:
+    """The official split of LoRA targets (TVTModel.initialize_unet_TVT): first matching pattern decides;
+    ``down_blocks``/``conv_in`` -> encoder, ``up_blocks`` -> decoder, the rest (mid block, conv_out) -> others."""
+    out = {a: [] for a in OFFICIAL_ADAPTERS}
+    for n, _ in unet.named_parameters():
+        if "bias" in n or "norm" in n or not any(p in n for p in UNET_LORA_PATTERNS):
+            continue
+        group = "encoder" if ("down_blocks" in n or "conv_in" in n) else "decoder" if "up_blocks" in n else "others"
+        out[group].append(n.replace(".weight", ""))
+    return out
+
+
+def load_official_unet(ckpt, ce_unet: nn.Module, merge: bool = True) -> nn.Module:
+    """Put the official adapters and fully trained layers (``model_TVT.pkl``) on ``ce_unet`` (five levels, base
+    weights from SD or ckp/TVTUNet); merged into plain weights unless ``merge=False`` (then all three are active)."""
     raw = _load(ckpt)
-    needed = {"rank_unet", "state_dict_unet", *(f"unet_lora_{a}_modules" for a in OFFICIAL_ADAPTERS)}
-    if not needed <= raw.keys():
-        raise KeyError(f"not an official TVT UNet checkpoint: missing {sorted(needed - raw.keys())}")
+    missing = [k for k in OFFICIAL_UNET_KEYS if k not in raw]
+    if missing:
+        raise KeyError(f"not an official TVT UNet checkpoint (model_TVT.pkl): missing {missing}")
+    if len(ce_unet.config.block_out_channels) != 5:
+        raise ValueError("the official TVT UNet checkpoint needs a CE-UNet (5 levels); build it with build_ce_unet_from_sd")
     for a in OFFICIAL_ADAPTERS:
         cfg = LoraConfig(r=raw["rank_unet"], init_lora_weights="gaussian", target_modules=raw[f"unet_lora_{a}_modules"])
         ce_unet.add_adapter(cfg, adapter_name=f"default_{a}")
+    ce_unet.set_adapters([f"default_{a}" for a in OFFICIAL_ADAPTERS])
     params = dict(ce_unet.named_parameters())
-    unknown = [k for k in raw["state_dict_unet"] if k not in params]
+    state = raw["state_dict_unet"]
+    unknown = [k for k in state if k not in params]
     if unknown:
         raise KeyError(f"{len(unknown)} official UNet tensors have no place in the CE-UNet, e.g. {unknown[:3]}")
     with torch.no_grad():
-        for k, v in raw["state_dict_unet"].items():
+        for k, v in state.items():
+            if params[k].shape != v.shape:
+                raise ValueError(f"official tensor {k} has shape {tuple(v.shape)}, the CE-UNet expects {tuple(params[k].shape)}")
             params[k].copy_(v)
     return merge_lora(ce_unet) if merge else ce_unet
+
+
+def convert_official_tvt(vae_ckpt, unet_ckpt, sd_unet: nn.Module | None = None, tvt_unet: nn.Module | None = None,
+                         merge: bool = True) -> tuple[AutoencoderKLD4, nn.Module]:
+    """Official release -> (VAE-D4, CE-UNet with the trained weights).
+
+    vae_ckpt: ``ckp/vae.ckpt``; unet_ckpt: ``ckp/model_TVT.pkl`` (paths or loaded dicts). The CE-UNet's base
+    weights come from ``tvt_unet`` (``load_ce_unet("ckp/TVTUNet", subfolder="unet")``) or else are rebuilt from
+    ``sd_unet`` (SD 2.1-base, ``load_sd_unet``); every layer the release trained is overwritten by unet_ckpt.
+    """
+    from .ce_unet import build_ce_unet_from_sd
+
+    if tvt_unet is None and sd_unet is None:
+        raise ValueError("convert_official_tvt needs the base UNet: sd_unet (SD 2.1-base) or tvt_unet (ckp/TVTUNet)")
+    ce_unet = tvt_unet if tvt_unet is not None else build_ce_unet_from_sd(sd_unet)
+    return convert_official_vae_d4(vae_ckpt), load_official_unet(unet_ckpt, ce_unet, merge=merge)

@@ -1,7 +1,14 @@
-"""LoRA (peft) on the CE-UNet's original SD layers and, optionally, on the VAE-D4 encoder.
+"""LoRA (peft, through diffusers' adapter API) on the CE-UNet's original SD layers and, optionally, the VAE-D4 encoder.
 
-Official TVT/OSEDiff target every conv / attention / feed-forward weight of the UNet; we do the same
-but skip the CE-UNet layers that are trained in full (LoRA on a fully trained layer adds nothing).
+Sec. 3.3: the replicated levels are trained in full, the rest of the UNet with rank-4 LoRA. Target layers follow
+the official TVT/OSEDiff selection rule (sub-string patterns on weight names, biases and norms skipped), which
+on the UNet covers attention to_q/to_k/to_v/to_out.0, proj_in/proj_out, ff.net.0.proj/ff.net.2 and every conv
+(resnet conv1/conv2/conv_shortcut, down/upsamplers, conv_in/conv_out), but not time_emb_proj or the time
+embedding. Unlike the official code we leave out the fully trained layers: LoRA on a layer that is trained in
+full adds parameters and nothing else.
+
+Files: adapters are written by diffusers' ``save_lora_adapter`` (``pytorch_lora_weights.safetensors``, peft
+key names, the LoraConfig in the safetensors metadata), the fully trained layers as a plain safetensors file.
 """
 from __future__ import annotations
 
@@ -13,108 +20,169 @@ from torch import nn
 
 from .ce_unet import is_fully_trained
 
-# Official TVT/OSEDiff `l_grep`: sub-strings of the weight names that receive LoRA.
+# Official TVT/OSEDiff `l_grep` (TVTModel.initialize_unet_TVT): sub-strings of weight names that get LoRA.
 UNET_LORA_PATTERNS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_in", "conv_shortcut",
                       "conv_out", "proj_out", "proj_in", "ff.net.2", "ff.net.0.proj")
+# OSEDiff's initialize_vae: these patterns inside the encoder, plus quant_conv (not post_quant_conv).
 VAE_ENCODER_LORA_PATTERNS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out", "to_k", "to_q", "to_v", "to_out.0")
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' name, so its loaders read our files
 
 
 def lora_target_modules(model: nn.Module, patterns=UNET_LORA_PATTERNS, within: str = "", skip=lambda name: False) -> list[str]:
-    """Full names of Linear/Conv2d modules whose name matches ``patterns`` (official selection rule)."""
-    names = []
-    for name, module in model.named_modules():
-        if not isinstance(module, (nn.Linear, nn.Conv2d)) or not name.startswith(within) or skip(name):
-            continue
-        if any(p in name for p in patterns):
-            names.append(name)
-    return names
+    """Full names of Linear/Conv2d modules under ``within`` whose name contains one of ``patterns``.
+
+    Equivalent to the official rule on parameter names (``pattern in name``, skipping biases and norms):
+    only Linear/Conv2d weights ever match it.
+    """
+    return [name for name, module in model.named_modules()
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and name.startswith(within) and "norm" not in name
+            and not skip(name) and any(p in name for p in patterns)]
 
 
 def add_ce_unet_lora(ce_unet: nn.Module, rank: int = 4, alpha: float | None = None,
                      target_modules: list[str] | None = None, adapter_name: str = "default") -> LoraConfig:
-    """Freeze the CE-UNet, add LoRA to its original SD layers, unfreeze the fully trained layers (Sec. 3.3)."""
+    """Freeze the CE-UNet, add LoRA to its original SD layers, unfreeze FULLY_TRAINED_PREFIXES (Sec. 3.3).
+
+    ``alpha`` defaults to ``rank`` (scale 1, as in the official peft configs). Returns the LoraConfig.
+    """
     ce_unet.requires_grad_(False)
     targets = target_modules if target_modules is not None else lora_target_modules(ce_unet, skip=is_fully_trained)
+    bad = [t for t in targets if is_fully_trained(t)]
+    if bad:
+        raise ValueError(f"LoRA targets inside fully trained layers: {bad[:3]}")
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=targets)
     ce_unet.add_adapter(config, adapter_name=adapter_name)  # diffusers' peft integration: LoRA params trainable
     for name, p in ce_unet.named_parameters():
-        if is_fully_trained(_base_name(name)) and "lora_" not in name:
+        if "lora_" not in name and is_fully_trained(name):
             p.requires_grad_(True)
     return config
 
 
-def add_vae_encoder_lora(vae: nn.Module, rank: int = 4, adapter_name: str = "default_encoder") -> LoraConfig:
-    """LoRA on the VAE-D4 encoder (config switch in ISR training; off by default, as in the official release)."""
-    targets = lora_target_modules(vae, VAE_ENCODER_LORA_PATTERNS, within="encoder.")
+def add_vae_encoder_lora(vae_d4: nn.Module, rank: int = 4, adapter_name: str = "default_encoder") -> LoraConfig:
+    """LoRA on the VAE-D4 encoder and quant_conv (OSEDiff's rule; off by default: the official TVT adds none)."""
+    vae_d4.requires_grad_(False)
+    targets = lora_target_modules(vae_d4, VAE_ENCODER_LORA_PATTERNS, within="encoder.")
+    targets += [n for n, m in vae_d4.named_modules() if n == "quant_conv" and isinstance(m, nn.Conv2d)]
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
-    vae.add_adapter(config, adapter_name=adapter_name)
+    vae_d4.add_adapter(config, adapter_name=adapter_name)
     return config
 
 
-def _base_name(name: str) -> str:
-    return name.replace(".base_layer", "")
-
-
+# ---------------------------------------------------------------------------------------------
+# Parameter groups
+# ---------------------------------------------------------------------------------------------
 def trainable_parameters_by_group(model: nn.Module) -> dict[str, int]:
-    """Parameter counts: LoRA (trainable), fully trained, frozen."""
+    """Parameter counts: ``lora`` (trainable LoRA), ``full`` (other trainable), ``frozen``."""
     groups = {"lora": 0, "full": 0, "frozen": 0}
     for name, p in model.named_parameters():
-        key = "frozen" if not p.requires_grad else ("lora" if "lora_" in name else "full")
-        groups[key] += p.numel()
+        groups["frozen" if not p.requires_grad else ("lora" if "lora_" in name else "full")] += p.numel()
     return groups
 
 
 def format_parameter_groups(named_groups: dict[str, dict[str, int]]) -> str:
-    """A small table: model -> lora / full / frozen counts, in millions."""
+    """A small table: model -> LoRA / full / frozen counts, in millions."""
     lines = [f"{'model':<16}{'LoRA':>10}{'full':>10}{'frozen':>10}  (M params)"]
     for model, g in named_groups.items():
         lines.append(f"{model:<16}{g['lora'] / 1e6:>10.3f}{g['full'] / 1e6:>10.3f}{g['frozen'] / 1e6:>10.3f}")
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# Adapters alone: save / load (diffusers format) and merge
+# ---------------------------------------------------------------------------------------------
+def adapter_names(model: nn.Module) -> list[str]:
+    return list(getattr(model, "peft_config", None) or {})
+
+
+def save_lora_adapters(model: nn.Module, folder: str | Path) -> list[str]:
+    """Write every adapter of ``model``: one -> ``folder/pytorch_lora_weights.safetensors``, several ->
+    ``folder/<adapter>/pytorch_lora_weights.safetensors``. Loadable with ``load_lora_adapters`` or diffusers'
+    ``unet.load_lora_adapter(path, prefix=None, weight_name=LORA_WEIGHT_NAME)``. Returns the adapter names."""
+    names = adapter_names(model)
+    if not names:
+        raise ValueError("model has no LoRA adapters to save")
+    folder = Path(folder)
+    for name in names:
+        model.save_lora_adapter(folder / name if len(names) > 1 else folder, adapter_name=name, weight_name=LORA_WEIGHT_NAME)
+    return names
+
+
+def load_lora_adapters(model: nn.Module, folder: str | Path, trainable: bool = False) -> list[str]:
+    """Attach the adapter(s) written by ``save_lora_adapters`` (config from the file's metadata); all active."""
+    folder = Path(folder)
+    if (folder / LORA_WEIGHT_NAME).is_file():
+        found = {"default": folder}
+    else:
+        found = {p.name: p for p in sorted(folder.iterdir()) if (p / LORA_WEIGHT_NAME).is_file()} if folder.is_dir() else {}
+    if not found:
+        raise FileNotFoundError(f"no {LORA_WEIGHT_NAME} in {folder} or its subfolders")
+    for name, path in found.items():
+        model.load_lora_adapter(str(path), prefix=None, adapter_name=name, weight_name=LORA_WEIGHT_NAME)
+    if len(found) > 1:
+        model.set_adapters(list(found))  # diffusers leaves only the last loaded adapter active
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            p.requires_grad_(trainable)
+    return list(found)
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Fold every LoRA into its base weight and drop the wrappers (in place): plain, fast layers for export."""
+    """Fold every LoRA (active or not) into its base weight and drop the wrappers, in place: plain layers for export."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     for name, module in list(model.named_modules()):
         if isinstance(module, BaseTunerLayer):
-            module.merge(adapter_names=list(module.lora_A.keys()))  # every adapter, active or not
+            module.merge(adapter_names=list(module.lora_A.keys()))
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, module.get_base_layer())
-    for attr in ("peft_config",):
-        if hasattr(model, attr):
-            delattr(model, attr)
+    if hasattr(model, "peft_config"):
+        del model.peft_config
     if hasattr(model, "_hf_peft_config_loaded"):
         model._hf_peft_config_loaded = False
     return model
 
 
+# ---------------------------------------------------------------------------------------------
+# Fully trained layers alone
+# ---------------------------------------------------------------------------------------------
+def _base_name(name: str) -> str:
+    return name.replace(".base_layer", "")
+
+
 def fully_trained_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The fully trained layers' weights under plain (LoRA-free) names."""
+    """The fully trained layers' weights (FULLY_TRAINED_PREFIXES) under plain, LoRA-free names."""
     return {_base_name(k): v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-            if "lora_" not in k and is_fully_trained(_base_name(k))}
+            if "lora_" not in k and is_fully_trained(k)}
 
 
 def save_fully_trained(model: nn.Module, path: str | Path) -> None:
+    """Write ``fully_trained_state_dict(model)`` as one safetensors file (atomically)."""
     from safetensors.torch import save_file
 
     from ..io import atomic_path
 
+    weights = fully_trained_state_dict(model)
+    if not weights:
+        raise ValueError("no fully trained layers found: is this a CE-UNet?")
     with atomic_path(path) as tmp:
-        save_file(fully_trained_state_dict(model), str(tmp))
+        save_file(weights, str(tmp))
 
 
 def load_fully_trained(model: nn.Module, path: str | Path) -> None:
-    """Load weights saved by ``save_fully_trained`` into a model with or without LoRA wrappers."""
+    """Load weights saved by ``save_fully_trained`` into a CE-UNet with or without LoRA wrappers."""
     from safetensors.torch import load_file
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"fully trained CE-UNet layers not found: {path}")
     weights = load_file(str(path))
-    params = dict(model.named_parameters())
-    params.update(dict(model.named_buffers()))
-    by_base = {_base_name(k): k for k in params}
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    by_base = {_base_name(k): k for k in tensors if "lora_" not in k}
     missing = sorted(set(weights) - set(by_base))
     if missing:
         raise KeyError(f"{path}: {len(missing)} tensors have no place in the model, e.g. {missing[:3]}")
     with torch.no_grad():
         for k, v in weights.items():
-            params[by_base[k]].copy_(v)
+            dst = tensors[by_base[k]]
+            if dst.shape != v.shape:
+                raise ValueError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(dst.shape)}")
+            dst.copy_(v)

@@ -2,6 +2,9 @@
 
 Alignment (our addition): relative L2 ||z4 - z8|| / ||z8|| and cosine between the D4 latent of x and the
 D8 latent of up2(x) (bicubic): TVT keeps them close, a D4 trained without transfer (T1) does not.
+Cross-decoding (our addition, what the SD UNet actually relies on, Sec. 3.1):
+  psnr_y_d4dec_z8  the D4 decoder reads the D8 latent of up2(x)        (latents coming from the UNet; stage 1)
+  psnr_y_d8dec_z4  the D8 decoder reads the D4 latent of x, then 2x down (latents fed to the UNet; stage 2)
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ def load_eval_images(data: str | Path, crop: int, num: int | None = None) -> tor
 def evaluate_vae(vae, images: torch.Tensor, vae_d8=None, lpips=None, ssim=None, batch_size: int = 4) -> dict[str, float]:
     """Reconstruction metrics of ``vae`` on ``images`` ([0, 1]); alignment to ``vae_d8`` when given (4x VAEs)."""
     device = next(vae.parameters()).device
-    res: dict[str, list] = {"psnr_y": [], "ssim_y": [], "lpips": [], "rel_l2": [], "cosine": []}
+    res: dict[str, list] = {k: [] for k in ("psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "psnr_y_d4dec_z8",
+                                             "psnr_y_d8dec_z4")}
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     for i in range(0, len(images), batch_size):
         gt = images[i:i + batch_size].to(device)
@@ -68,9 +72,13 @@ def evaluate_vae(vae, images: torch.Tensor, vae_d8=None, lpips=None, ssim=None, 
             res["lpips"] += [float(lpips(pred[j:j + 1] * 2 - 1, x[j:j + 1])) for j in range(len(x))]
         if vae_d8 is not None and factor == 4:
             up2 = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
-            al = latent_alignment(z, vae_d8.encode(up2).latent_dist.mode())
+            z8 = vae_d8.encode(up2).latent_dist.mode()  # (B, 4, H/4, W/4): the D4 latent's size
+            al = latent_alignment(z, z8)
             res["rel_l2"] += al["rel_l2"].tolist()
             res["cosine"] += al["cosine"].tolist()
+            res["psnr_y_d4dec_z8"] += psnr_y(((vae.decode(z8).sample + 1) / 2).clamp(0, 1), gt).tolist()
+            d8_rec = F.interpolate(vae_d8.decode(z).sample, scale_factor=0.5, mode="bicubic", antialias=True)
+            res["psnr_y_d8dec_z4"] += psnr_y(((d8_rec + 1) / 2).clamp(0, 1), gt).tolist()
     return {k: sum(v) / len(v) for k, v in res.items() if v}
 
 
@@ -114,11 +122,11 @@ def main(argv=None) -> int:
     for spec in args.vae:
         name, _, path = spec.rpartition("=")
         rows[name or Path(path).name] = evaluate_vae(load_vae_d4(path).to(args.device).eval(), images, d8, lpips, ssim)
-    cols = ["psnr_y", "ssim_y", "lpips", "rel_l2", "cosine"]
+    cols = ["psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "psnr_y_d4dec_z8", "psnr_y_d8dec_z4"]
     print(f"{len(images)} images from {args.data}, {args.crop}x{args.crop} center crops; PSNR/SSIM on Y (BT.601)")
-    print(f"{'vae':<20}" + "".join(f"{c:>10}" for c in cols))
+    print(f"{'vae':<20}" + "".join(f"{c:>16}" for c in cols))
     for name, r in rows.items():
-        print(f"{name:<20}" + "".join(f"{r[c]:>10.4f}" if c in r else f"{'-':>10}" for c in cols))
+        print(f"{name:<20}" + "".join(f"{r[c]:>16.4f}" if c in r else f"{'-':>16}" for c in cols))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
