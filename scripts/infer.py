@@ -40,7 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vae-tile-size", "--vae_tile_size", type=int, default=None, help="VAE tile in OUTPUT pixels (0 = off)")
     p.add_argument("--color-fix", "--color_fix", "--align-method", "--align_method", default="adain",
                    choices=["adain", "wavelet", "none"])
-    p.add_argument("--prompt", default=None, help="text prompt (default: the model's)")
+    p.add_argument("--prompt", default=None, help="text prompt for every image (default: the model's, per image)")
+    p.add_argument("--prompt-extractor", "--prompt_extractor", default="auto", choices=["auto", "none"],
+                   help="auto: the tagger the model was trained for (e.g. RAM + DAPE); none: no tags")
+    p.add_argument("--ram-weights", "--ram_weights", default=None, help="ram_swin_large_14m.pth (overrides the model's path)")
+    p.add_argument("--dape-weights", "--dape_weights", default=None, help="DAPE.pth (overrides the model's path)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="fp16 keeps the VAE in fp32 (no NaN/black images)")
     p.add_argument("--seed", type=int, default=0)
@@ -75,7 +79,9 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         pipe = TVTPipeline.from_pretrained(args.model, device=args.device, dtype=DTYPES[args.dtype],
-                                           base_model=args.base_model, vae_d4=args.vae_d4)
+                                           base_model=args.base_model, vae_d4=args.vae_d4,
+                                           prompt_extractor=None if args.prompt_extractor == "none" else "auto",
+                                           ram_weights=args.ram_weights, dape_weights=args.dape_weights)
     except (MissingWeightsError, NotImplementedError, ImportError, ValueError, OSError) as err:
         log.error("cannot load --model %s: %s", args.model, err)
         return 2

@@ -195,7 +195,8 @@ def test_pipeline_equals_basicsr_ops_on_shared_draws():
     usm, jpeger = USMSharp(), DiffJPEG(differentiable=False)
     deg = RealESRGANDegradation(cfg)
     deg.usm_sharpener = usm  # basicsr's 2-D USM, so the comparison can be exact
-    ours = deg(hr, [11, 4], seed=3)["lr"]
+    result = deg(hr, [11, 4], seed=3, resize_back=True)
+    ours = result["lr"]
 
     def noise(x, n):  # basicsr noise drawn from the global RNG seeded with our per-sample seed
         torch.manual_seed(n[3])
@@ -223,12 +224,18 @@ def test_pipeline_equals_basicsr_ops_on_shared_draws():
             out = filter2D(F.interpolate(out, size=(16, 16), mode=d.final_mode), k(d.sinc_kernel))
         ref = torch.clamp((out * 255.0).round(), 0, 255) / 255.0
         torch.testing.assert_close(ours[j : j + 1], ref, atol=0, rtol=0)
+        # OSEDiff/TVT degrade_process(resize_bak=True): the unrounded LR back to the HR size, random mode, 8 bit
+        up = F.interpolate(out, size=hr.shape[-2:], mode=d.resize_back_mode)
+        torch.testing.assert_close(result["lr_up"][j : j + 1], torch.clamp((up * 255.0).round(), 0, 255) / 255.0,
+                                   atol=0, rtol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_follows_device_and_is_batch_independent():
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_output_follows_device_and_is_batch_independent(device):
     deg = RealESRGANDegradation(load_degradation_config("tiny", ["use_usm=true"]))
-    hr = smooth_image(3, 64).cuda()
+    hr = smooth_image(3, 64).to(device)
     out = deg(hr, [3, 5, 9], seed=7)
     assert out["lr"].device == hr.device and out["gt"].device == hr.device
     assert torch.equal(deg(hr[1:2], [5], seed=7)["lr"][0], out["lr"][1])
+    modes = {draw_sample(deg.cfg, 7, i).resize_back_mode for i in range(20)}
+    assert modes == {"area", "bilinear", "bicubic"}  # drawn per sample

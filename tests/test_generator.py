@@ -1,10 +1,11 @@
+"""The one-step generator (Sec. 3.3, Eqs. 5-6) and prompt text/encoding."""
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from tvt.models.generator import OneStepGenerator
 from tvt.models.vae import load_vae_d8
-from tvt.prompts import FixedPromptExtractor, encode_prompts, join_prompt
+from tvt.prompts import FixedPromptExtractor, PromptSpec, encode_prompts, official_inference_prompt
 
 
 def _parts(sd):
@@ -15,28 +16,49 @@ def _parts(sd):
     return unet, sched, tok, te
 
 
-def test_denoise_equals_one_ddpm_scheduler_step(tiny_sd):
+def test_default_timestep_is_the_papers_and_denoise_is_one_scheduler_step(tiny_sd):
+    """Sec. 3.3: "the time step is set to 1 in our work"; official: DDPMScheduler.set_timesteps(1) + step()."""
     unet, sched, tok, te = _parts(tiny_sd)
     gen = OneStepGenerator(load_vae_d8(tiny_sd), unet, sched.alphas_cumprod).eval()
+    assert gen.timestep == 1 and gen.sample_posterior  # the official code samples the VAE posterior
     emb = encode_prompts(tok, te, ["a photo of a cat", ""])
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         z = gen.encode(x)
         z0 = gen.denoise(z, emb)
-        eps = unet(z, torch.tensor([999, 999]), encoder_hidden_states=emb).sample
-        sched.set_timesteps(timesteps=[999])
-        ref = sched.step(eps, 999, z).prev_sample
+        eps = unet(z, torch.tensor([1, 1]), encoder_hidden_states=emb).sample
+        sched.set_timesteps(1)
+        assert sched.timesteps.tolist() == [1]  # SD 2.1's steps_offset=1: one step IS t = 1
+        ref = sched.step(eps, 1, z).prev_sample
         sr, latent = gen(x, emb)
     assert z.shape == (2, 4, 8, 8)
     torch.testing.assert_close(z0, ref, rtol=0, atol=1e-5)
     assert sr.shape == x.shape and sr.abs().max() <= 1 and latent.shape == z.shape
+    # at t = 1 the map starts near the identity on the latent: x0 = 1.0009 z - 0.041 eps
+    a = sched.alphas_cumprod[1]
+    torch.testing.assert_close(z0, z / a.sqrt() - ((1 - a) / a).sqrt() * eps, rtol=0, atol=1e-5)
+    assert abs(float(1 / a.sqrt()) - 1.0009) < 1e-4 and abs(float(((1 - a) / a).sqrt()) - 0.0413) < 1e-3
 
 
-def test_prompts_batch_encoding(tiny_sd):
+def test_posterior_mode_is_deterministic_and_sample_follows_the_generator(tiny_sd):
+    unet, sched, _, _ = _parts(tiny_sd)
+    gen = OneStepGenerator(load_vae_d8(tiny_sd), unet, sched.alphas_cumprod).eval()
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a = gen.encode(x, torch.Generator().manual_seed(3))
+        b = gen.encode(x, torch.Generator().manual_seed(3))
+        c = gen.encode(x, torch.Generator().manual_seed(4))
+        gen.sample_posterior = False
+        m = gen.encode(x)
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, m)
+
+
+def test_prompt_text_and_batch_encoding(tiny_sd):
     _, _, tok, te = _parts(tiny_sd)
     prompts = FixedPromptExtractor("clean, high-resolution")(torch.zeros(3, 3, 8, 8))
     assert prompts == ["clean, high-resolution"] * 3
     emb = encode_prompts(tok, te, prompts)
     assert emb.shape == (3, 77, te.config.hidden_size)
-    assert join_prompt("cat, grass", "high quality") == "cat, grass, high quality"
-    assert join_prompt("", "x") == "x"
+    # the official f-strings: training f"{caption}, {positive_prompt}" (positive ""), inference f"{caption}, {prompt},"
+    assert PromptSpec().text("cat, grass") == "cat, grass, "
+    assert official_inference_prompt().text("cat") == "cat, clean, high-resolution, 8k,"

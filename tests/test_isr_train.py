@@ -1,4 +1,5 @@
-"""One-step ISR training on tiny models: the L2 loss falls, the right parameters train, export loads in the pipeline."""
+"""One-step ISR training on tiny models: the L2 loss falls, the right parameters train, export loads in the pipeline,
+and the export is prompted at inference the way it was trained (a fake tagger stands in for RAM/DAPE)."""
 import json
 
 import pytest
@@ -7,9 +8,22 @@ import torch
 
 from tvt.config import load_config
 from tvt.models.loading import MissingWeightsError
-from tvt.prompts import build_prompt_extractor
+from tvt.prompts import PromptExtractor, PromptSpec, build_prompt_extractor, register_extractor
 from tvt.train.core import Trainer
 from tvt.train.isr import ISRConfig, ISRStage
+
+
+class FakeTagger(PromptExtractor):
+    """Tags from the image brightness; records the shape of every batch it tags."""
+
+    calls: list = []
+
+    def __call__(self, images):
+        FakeTagger.calls.append(tuple(images.shape))
+        return ["bright" if float(im.mean()) > 0.5 else "dark" for im in images]
+
+
+register_extractor("fake", lambda spec, device: FakeTagger())
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +37,8 @@ def _run(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, steps):
         f"sd_model={tiny_sd}", f"vae_d4={tiny_vae_d4}", f"data.sources=[{hr_dir}]", "data.crop_size=64",
         "data.degradation=tiny", "loss.lpips_backbone=random", "loss.cfg_scale=2.0", "train.batch_size=2",
         "train.grad_accum=1", "train.lr=1e-3", f"train.max_steps={steps}", "train.tracker=none", f"train.ckpt_every={steps}",
-        f"train.output_dir={out}", "train.run_name=isr"])
+        f"train.output_dir={out}", "train.run_name=isr", "prompt.extractor=fake", "inference_prompt.extractor=fake",
+        "inference_prompt.positive=clean", "inference_prompt.template='{tags}, {positive},'"])
     stage = ISRStage(cfg)
     run = Trainer(stage).fit()
     return stage, run
@@ -71,13 +86,73 @@ def test_export_loads_in_pipeline_with_same_output(isr_run):
     lr_up = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         emb, _ = stage.embed(torch.zeros(1, 3, 16, 16))
+        torch.manual_seed(0)  # the same posterior sample for both
         ref = gen(lr_up, emb)[0]
+        torch.manual_seed(0)
         out = pipe.generator(lr_up, emb)[0]
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_ram_extractor_without_weights_names_them(tmp_path):
     with pytest.raises(MissingWeightsError, match="ram_swin_large_14m.pth"):
-        build_prompt_extractor("ram", ram_weights=str(tmp_path / "missing.pth"))
+        build_prompt_extractor(PromptSpec(extractor="ram", ram_weights=str(tmp_path / "missing.pth")))
+    with pytest.raises(MissingWeightsError, match="DAPE.pth"):
+        build_prompt_extractor(PromptSpec(extractor="ram", ram_weights=__file__, dape_weights=str(tmp_path / "no.pth")))
     with pytest.raises(ValueError, match="fixed"):
-        build_prompt_extractor("clip")
+        build_prompt_extractor(PromptSpec(extractor="clip"))
+
+
+def test_official_settings_are_what_trains(isr_run):
+    """LoRA alpha 8 (scaling 2) on generator and fake UNet; only the fake UNet's "others" adapter learns, as in the
+    official code; AdamW weight decay 1e-2; t = 1; the training prompt is f"{tags}, " of the HR crop."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    stage, _ = isr_run
+    gen = stage.accelerator.unwrap_model(stage.generator)
+    fake = stage.accelerator.unwrap_model(stage.vsd.fake_unet)
+    for model in (gen.unet, fake):
+        assert {m.scaling[a] for m in model.modules() if isinstance(m, BaseTunerLayer) for a in m.scaling} == {2.0}
+    fake_targets = {n for n, m in fake.named_modules() if isinstance(m, BaseTunerLayer)}
+    assert fake_targets and all(n.startswith(("mid_block.", "conv_out")) for n in fake_targets)
+    assert gen.timestep == 1 and gen.sample_posterior
+    assert all(g["weight_decay"] == 1e-2 for opt in stage.optimizers for g in opt.param_groups)
+    assert stage.cfg.prompt.text("dark") == "dark, "
+
+
+def test_training_target_is_the_plain_hr_crop(isr_run):
+    """Official OSEDiff/TVT loaders leave USM out: L2/LPIPS regress to the HR crop itself, not a sharpened one."""
+    stage, _ = isr_run
+    hr = torch.rand(2, 3, 64, 64)
+    pair = stage.degradation(hr, [0, 1], 0, resize_back=True)
+    assert torch.equal(pair["gt"], hr) and not stage.degradation.cfg.use_usm
+    assert pair["lr_up"].shape == hr.shape and pair["lr"].shape == (2, 3, 16, 16)
+    assert not stage.train_dataset.use_rot  # official augmentation: horizontal flip only
+
+
+def test_export_records_its_prompting_and_infer_uses_it(isr_run, tmp_path, capsys):
+    """Trained with tags -> the export records the tagger -> scripts/infer.py tags each upscaled LR with it."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    stage, run = isr_run
+    cfg = json.loads((run / "export" / "tvt_config.json").read_text())
+    assert cfg["prompt"]["extractor"] == "fake" and cfg["prompt"]["template"] == "{tags}, {positive},"
+    spec = importlib.util.spec_from_file_location("infer_cli", Path(__file__).resolve().parents[1] / "scripts" / "infer.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (16, 12), (250, 250, 250)).save(tmp_path / "in" / "white.png")
+    FakeTagger.calls.clear()
+    assert cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(run / "export")]) == 0
+    assert FakeTagger.calls == [(1, 3, 512, 683)]  # the upscaled LR, at the official process size (512 short side)
+    assert (tmp_path / "out" / "white.png").is_file()
+    from tvt.pipeline import TVTPipeline
+
+    pipe = TVTPipeline.from_pretrained(run / "export")
+    assert pipe.prompts_for(torch.ones(1, 3, 8, 8)) == ["bright, clean,"]
+    FakeTagger.calls.clear()
+    assert cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--model", str(run / "export"),
+                     "--prompt-extractor", "none"]) == 0
+    assert FakeTagger.calls == []

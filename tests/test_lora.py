@@ -7,8 +7,7 @@ from diffusers import UNet2DConditionModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from tvt.models.ce_unet import FULLY_TRAINED_PREFIXES, build_ce_unet_from_sd, is_fully_trained
-from tvt.models.convert import official_unet_lora_targets
-from tvt.models.lora import (LORA_WEIGHT_NAME, add_ce_unet_lora, add_vae_encoder_lora, format_parameter_groups,
+from tvt.models.lora import (LORA_WEIGHT_NAME, add_ce_unet_lora, official_lora_groups, add_vae_encoder_lora, format_parameter_groups,
                              fully_trained_state_dict, load_fully_trained, load_lora_adapters, merge_lora,
                              save_fully_trained, save_lora_adapters, trainable_parameters_by_group)
 from tvt.models.vae import build_vae_d4
@@ -50,9 +49,20 @@ def test_only_intended_parameters_require_grad(base_ce):
     for name, p in ce.named_parameters():
         assert p.requires_grad == ("lora_" in name or is_fully_trained(name)), name
     targets = {n for n, m in ce.named_modules() if isinstance(m, BaseTunerLayer)}  # (peft shortens config lists)
-    assert not any(is_fully_trained(t) for t in targets)  # no LoRA on the fully trained layers
-    official = {t for ts in official_unet_lora_targets(base_ce).values() for t in ts}
-    assert targets == {t for t in official if not is_fully_trained(t)}  # official rule minus fully trained
+    official = {t for ts in official_lora_groups(base_ce).values() for t in ts}
+    assert targets == official  # the official rule, fully trained layers included (as TVTModel does)
+    assert {"conv_in", "down_blocks.0.resnets.0.conv1", "up_blocks.4.attentions.0.proj_in"} <= targets
+    # the official rule, written out on parameter names as TVTModel.initialize_unet_TVT does
+    grep = ["to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_in", "conv_shortcut", "conv_out",
+            "proj_out", "proj_in", "ff.net.2", "ff.net.0.proj"]
+    written_out = {n.replace(".weight", "") for n, _ in base_ce.named_parameters()
+                   if not ("bias" in n or "norm" in n) and any(g in n for g in grep)}
+    assert official == written_out
+    assert set(official_lora_groups(base_ce)["others"]) == {t for t in official if t.startswith(("mid_block", "conv_out"))}
+    no_full = copy.deepcopy(base_ce)
+    add_ce_unet_lora(no_full, rank=4, lora_on_fully_trained=False)
+    assert {n for n, m in no_full.named_modules() if isinstance(m, BaseTunerLayer)} == {
+        t for t in official if not is_fully_trained(t)}
     assert not any("time_emb" in t or "time_embedding" in t for t in targets)
     assert {"mid_block.attentions.0.transformer_blocks.0.attn2.to_k", "up_blocks.1.resnets.0.conv_shortcut",
             "down_blocks.1.attentions.0.proj_in", "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.2"} <= targets
@@ -84,7 +94,7 @@ def test_adapter_and_full_layer_files_roundtrip_bitwise(base_ce, tmp_path):
     lora = lambda m: {k: v for k, v in m.state_dict().items() if "lora_" in k}  # noqa: E731
     assert _equal(lora(fresh), lora(ce))
     assert _equal(fully_trained_state_dict(fresh), fully_trained_state_dict(ce))
-    assert fresh.peft_config["default"].r == 4 and fresh.peft_config["default"].lora_alpha == 4
+    assert fresh.peft_config["default"].r == 4 and fresh.peft_config["default"].lora_alpha == 8
     assert torch.equal(_run(fresh), _run(ce))
 
     # diffusers' own loader reads the same file
@@ -107,7 +117,7 @@ def test_several_adapters_save_to_subfolders(base_ce, tmp_path):
     from peft import LoraConfig
 
     ce = copy.deepcopy(base_ce)
-    targets = official_unet_lora_targets(ce)
+    targets = official_lora_groups(ce)
     for name in ("encoder", "decoder"):
         ce.add_adapter(LoraConfig(r=2, init_lora_weights="gaussian", target_modules=targets[name]), adapter_name=f"default_{name}")
     with torch.no_grad():
@@ -132,3 +142,17 @@ def test_vae_encoder_lora_touches_only_the_encoder():
     trainable = [n for n, p in vae.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert not any(n.startswith("decoder.") for n in trainable)
+
+
+def test_lora_scaling_is_the_official_one(base_ce):
+    """Official TVT/OSEDiff: LoraConfig(r=4) with peft's default alpha (8): every LoRA layer scales by 2."""
+    from peft import LoraConfig
+
+    official = LoraConfig(r=4).lora_alpha / 4
+    ce = copy.deepcopy(base_ce)
+    add_ce_unet_lora(ce, rank=4)
+    vae = build_vae_d4(**tiny_vae_d4_kwargs())
+    add_vae_encoder_lora(vae, rank=4)
+    scalings = {m.scaling[a] for model in (ce, vae) for m in model.modules() if isinstance(m, BaseTunerLayer)
+                for a in m.scaling}
+    assert official == 2.0 and scalings == {official}

@@ -10,19 +10,21 @@ from PIL import Image
 from torch import nn
 
 import tvt.export as export
+from tvt.prompts import PromptSpec
 from tvt.models.ce_unet import is_fully_trained
 from tvt.models.loading import MissingWeightsError
 from tvt.pipeline import BicubicPipeline, ImageSizeError, TVTPipeline, gaussian_weights, tile_starts, tiled_apply
 
 
+# process_size=0: the small test images run at their own size (the official 512 is tested on its own below)
 @pytest.fixture(scope="module")
 def tvt_pipe(tiny_sd, tiny_vae_d4):
-    return TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture="tvt")
+    return TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture="tvt", process_size=0)
 
 
 @pytest.fixture(scope="module")
 def osediff_pipe(tiny_sd):
-    return TVTPipeline.from_sd(tiny_sd, architecture="osediff")
+    return TVTPipeline.from_sd(tiny_sd, architecture="osediff", process_size=0)
 
 
 class PixelUNet(nn.Module):
@@ -81,7 +83,25 @@ def test_bicubic_baseline():
     assert isinstance(pipe, BicubicPipeline)
     x = torch.rand(1, 3, 13, 17)
     out = pipe(x, upscale=4, output_type="pt").images
-    torch.testing.assert_close(out, F.interpolate(x, size=(52, 68), mode="bicubic", align_corners=False).clamp(0, 1))
+    # PIL's bicubic on the 8-bit image, as the official inference upsamples its input
+    ref = Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).resize((68, 52), Image.BICUBIC)
+    torch.testing.assert_close(out[0], torch.from_numpy(np.asarray(ref)).permute(2, 0, 1).float() / 255)
+    torch_pipe = TVTPipeline.from_pretrained("bicubic", upsampling="torch")
+    torch.testing.assert_close(torch_pipe(x, upscale=4, output_type="pt").images,
+                               F.interpolate(x, size=(52, 68), mode="bicubic", align_corners=False).clamp(0, 1))
+
+
+def test_small_inputs_run_at_process_size_and_come_back_at_the_asked_size(tiny_sd, tiny_vae_d4):
+    """Official inference enlarges inputs whose x4 output is under 512 px on the short side; we also resize
+    the result back to the asked size (the official code drops the result of that resize)."""
+    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture="tvt", process_size=96)
+    x = torch.rand(1, 3, 12, 20)
+    out = pipe(x, upscale=4, color_fix=None, output_type="pt").images
+    assert out.shape == (1, 3, 48, 80)
+    big = pipe.upsample(x, (96, 160))  # what the model saw: the input at the process size
+    pipe.process_size = 0
+    at_work = pipe(big, upscale=1, color_fix=None, output_type="pt").images
+    torch.testing.assert_close(out, pipe.upsample(at_work, (48, 80)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,10 +130,11 @@ def test_blend_weights_and_equivariant_model():
 def test_no_seams_on_smooth_image(tiny_sd):
     """Through the pipeline: a per-pixel UNet gives the untiled result; a 3x3 one (wrong at tile borders,
     like any real UNet) shows no step at the borders because the Gaussian blend hides tile edges."""
-    base = TVTPipeline.from_sd(tiny_sd, architecture="osediff")
+    base = TVTPipeline.from_sd(tiny_sd, architecture="osediff", process_size=0)
     smooth = F.interpolate(torch.rand(1, 3, 4, 4), size=(96, 112), mode="bicubic", align_corners=False).clamp(0, 1)
     for k, tol in ((1, 1e-5), (3, 0.01)):  # uniform blending instead of Gaussian: 0.26
-        pipe = TVTPipeline.from_components(base.vae, PixelUNet(k), base.text_encoder, base.tokenizer, base.scheduler)
+        pipe = TVTPipeline.from_components(base.vae, PixelUNet(k), base.text_encoder, base.tokenizer, base.scheduler,
+                                           process_size=0)
         kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
         untiled = pipe(smooth, tile_size=0, **kw).images
         tiled = pipe(smooth, tile_size=32, tile_overlap=12, **kw).images  # latent tile 8 (UNet factor), overlap 2
@@ -158,7 +179,7 @@ def test_save_pretrained_round_trip_is_bitwise(tvt_pipe, tmp_path):
     tvt_pipe.save_pretrained(tmp_path / "export")
     cfg = json.loads((tmp_path / "export" / "tvt_config.json").read_text())
     assert cfg["format"] == "tvt-export-v1" and cfg["architecture"] == "tvt" and cfg["vae"] == "vae_d4"
-    loaded = TVTPipeline.from_pretrained(tmp_path / "export")
+    loaded = TVTPipeline.from_pretrained(tmp_path / "export", process_size=0)
     assert loaded.architecture == "tvt"
     assert torch.equal(loaded(x, output_type="pt").images, ref)
 
@@ -193,18 +214,20 @@ def test_export_with_lora_matches_training_model(tiny_sd, tiny_vae_d4, tmp_path,
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     emb = pipe.encode_prompt("")
     with torch.no_grad():
-        ref = pipe.generator(x, emb)[0]
-    export.save_tvt_export(tmp_path / "exp", ce_unet=unet, vae=vae, base_model=str(tiny_sd), prompt="sharp",
+        ref = pipe.generator.decode(pipe.generator.denoise(pipe.generator.encode(x, torch.Generator().manual_seed(0)), emb))
+    spec = PromptSpec(tags="sharp", template="{tags}")
+    export.save_tvt_export(tmp_path / "exp", ce_unet=unet, vae=vae, base_model=str(tiny_sd), prompt=spec,
                            architecture=arch, extra={"step": 10})
     names = {p.name for p in (tmp_path / "exp").iterdir()}
     assert {"tvt_config.json", "ce_unet_lora", "vae_d4" if arch == "tvt" else "vae"} <= names
     assert ("ce_unet_trainable.safetensors" in names) == (arch == "tvt")
     assert not any(n.startswith(".") for n in (p.name for p in tmp_path.iterdir()))  # no temp folders left
     loaded = TVTPipeline.from_pretrained(tmp_path / "exp")
-    assert loaded.prompt == "sharp" and loaded.architecture == arch
+    assert loaded.prompt_spec == spec and loaded.prompts_for(x[:, :, :8, :8]) == ["sharp"] and loaded.architecture == arch
     assert not export._has_unmerged_lora(loaded.unet)  # merged on load
     with torch.no_grad():
-        out = loaded.generator(x, loaded.encode_prompt(""))[0]
+        g = loaded.generator
+        out = g.decode(g.denoise(g.encode(x, torch.Generator().manual_seed(0)), loaded.encode_prompt("")))
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
 
 
@@ -267,8 +290,12 @@ def test_official_release_layout_loads(tiny_sd, tmp_path):
                release / "model_TVT.pkl")
     torch.save({"state_dict": {f"vaeDe4.{k}": v for k, v in pipe.vae.state_dict().items()}}, release / "vae.ckpt")
 
-    loaded = TVTPipeline.from_pretrained(release, base_model=str(tiny_sd))
-    assert loaded.generator.timestep == OFFICIAL_TIMESTEP == 1 and loaded.prompt.startswith("clean")
+    # the release is prompted with RAM + DAPE tags: without their weights, a clear error naming both files
+    with pytest.raises(MissingWeightsError, match="ram_swin_large_14m.pth.*DAPE.pth"):
+        TVTPipeline.from_pretrained(release, base_model=str(tiny_sd))
+    loaded = TVTPipeline.from_pretrained(release, base_model=str(tiny_sd), prompt_extractor=None)
+    assert loaded.generator.timestep == OFFICIAL_TIMESTEP == 1
+    assert loaded.prompt_spec.text("cat") == "cat, clean, high-resolution, 8k," and loaded.prompt_spec.dape_weights
     assert not export._has_unmerged_lora(loaded.unet)
     z, emb = torch.randn(1, 4, 32, 32), pipe.encode_prompt("")
     pipe.generator.timestep = 1

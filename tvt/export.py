@@ -25,11 +25,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .prompts import PromptSpec
+
 FORMAT = "tvt-export-v1"
 CONFIG_NAME = "tvt_config.json"
 LORA_DIR = "ce_unet_lora"
 TRAINABLE_NAME = "ce_unet_trainable.safetensors"
-ARCHITECTURES = ("tvt", "osediff")
+ARCHITECTURES = ("tvt", "osediff", "s4")  # tvt.train.isr.ARCHITECTURES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,10 +68,9 @@ def save_tvt_export(
     vae: nn.Module,
     base_model: str | Path,
     lora_config: Any = None,
-    prompt: str = "",
-    negative_prompt: str = "",
+    prompt: Any = None,
     architecture: str = "tvt",
-    timestep: int = 999,
+    timestep: int = 1,
     extra: dict | None = None,
     full_unet: bool = False,
     text_encoder: nn.Module | None = None,
@@ -81,6 +82,8 @@ def save_tvt_export(
     ce_unet: the CE-UNet (TVT) or SD UNet (OSEDiff), with its LoRA attached (diffusers ``add_adapter``
         or a peft model) or already merged/absent. Not modified.
     vae: VAE-D4 (TVT) or VAE-D8 (OSEDiff); an attached encoder LoRA is merged into a copy before saving.
+    prompt: the PromptSpec the model is meant to be run with (extractor, template, positive/negative text);
+        inference builds the same extractor by default.
     lora_config: overrides the LoRA description found on ``ce_unet`` (a peft LoraConfig or dict); only
         needed when the LoRA cannot be read from the model.
     extra: any JSON-serialisable fields stored under "extra" (training step, config, metrics).
@@ -95,7 +98,7 @@ def save_tvt_export(
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.", suffix=".tmp", dir=export_dir.parent))
     try:
-        vae_sub = "vae_d4" if architecture == "tvt" else "vae"
+        vae_sub = "vae" if architecture == "osediff" else "vae_d4"
         encoder_lora = _save_vae(vae, tmp / vae_sub)
         if full_unet:
             _save_full(ce_unet, tmp / "unet")
@@ -116,7 +119,7 @@ def save_tvt_export(
             "unet": "unet" if full_unet else None,
             "lora": lora,
             "encoder_lora": encoder_lora,
-            "prompt": {"positive": prompt, "negative": negative_prompt},
+            "prompt": (prompt or PromptSpec()).to_dict(),
             "unet_config": _jsonable(dict(unet.config)) if hasattr(unet, "config") else None,
             "extra": _jsonable(extra or {}),
         }
@@ -218,8 +221,18 @@ class TVTComponents:
     config: dict = field(default_factory=dict)
 
     @property
-    def prompt(self) -> str:
-        return self.config.get("prompt", {}).get("positive", "")
+    def prompt(self) -> PromptSpec:
+        return prompt_spec_of(self.config)
+
+
+def prompt_spec_of(config: dict) -> PromptSpec:
+    """The PromptSpec an export records; exports written before specs existed stored {"positive", "negative"}:
+    a fixed prompt, which is what they were trained with."""
+    stored = config.get("prompt") or {}
+    if "extractor" in stored:
+        return PromptSpec.from_dict(stored)
+    return PromptSpec(extractor="fixed", template="{positive}", positive=stored.get("positive", ""),
+                      negative=stored.get("negative", ""))
 
 
 def read_export_config(export_dir: str | Path) -> dict:
@@ -290,11 +303,11 @@ def load_tvt_export(
     else:
         sd_unet = load_base_unet(base)
 
-    if arch == "tvt":
+    if arch in ("tvt", "s4"):
         from .models.vae import AutoencoderKLD4
 
         vae = require_pretrained(AutoencoderKLD4, export_dir / cfg["vae"], what="exported VAE-D4")
-        unet = sd_unet if cfg.get("unet") else build_ce_unet(sd_unet)
+        unet = build_ce_unet(sd_unet) if arch == "tvt" and not cfg.get("unet") else sd_unet
     else:
         from diffusers import AutoencoderKL
 

@@ -1,16 +1,18 @@
 """Inference for images of any size: TVT (VAE-D4 + CE-UNet), the OSEDiff architecture (VAE-D8 + SD UNet)
-and bicubic, behind one API.
+and bicubic, behind one API. Defaults follow the official inference (TVT/inferences/inference.py):
 
     lr (B, 3, h, w) in [0, 1]
-      -> bicubic to the output size (H, W) = (h * upscale, w * upscale)  (official: x1 restoration of the upsampled LR)
+      -> PIL bicubic to the output size (H, W) = (h * upscale, w * upscale); outputs whose short side is below
+         process_size (512) are made at that size and resized back (official: the LR is enlarged first)
       -> reflect-pad H, W to a multiple of the stride (VAE factor x UNet factor), [-1, 1]
-      -> OneStepGenerator.encode           (VAE tiling above vae_tile_size output pixels)
-      -> OneStepGenerator.denoise           latent tiles, Gaussian blending (official tiles: 768 / 256 output px)
-      -> OneStepGenerator.decode, crop to (H, W), colour fix against the upsampled LR
+      -> prompt per image: the model's PromptSpec (official: DAPE tags of the upscaled LR + "clean, ...")
+      -> OneStepGenerator.encode            posterior sample, seeded (VAE tiling above vae_tile_size pixels)
+      -> OneStepGenerator.denoise           at the model's timestep (TVT: 1); latent tiles, Gaussian blending
+      -> OneStepGenerator.decode, crop to (H, W), colour fix (AdaIN) against the upsampled LR
       -> (B, 3, H, W) in [0, 1]
 
 The one-step math lives in tvt.models.generator; the export folder format in tvt.export; colour fix in
-tvt.colorfix. Tile sizes are given in INPUT (LR) pixels, as users ask; we convert to latent pixels.
+tvt.colorfix; prompts in tvt.prompts. Tile sizes are given in INPUT (LR) pixels; we convert to latent pixels.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from torch import nn
 from .colorfix import apply_color_fix
 from .io import pil_to_tensor, read_image, tensor_to_pil
 from .models.generator import OneStepGenerator
-from .prompts import PromptExtractor, encode_prompts, join_prompt
+from .prompts import DAPE_WEIGHTS, RAM_WEIGHTS, PromptExtractor, PromptSpec, encode_prompts, official_inference_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ logger = logging.getLogger(__name__)
 # TVT inference_tile.py latent 192/64 (x4 VAE), i.e. 768/256 output pixels (192/64 input pixels at x4).
 TILE_OUTPUT_PX = 768
 OVERLAP_OUTPUT_PX = 256
-ARCHITECTURES = ("tvt", "osediff", "bicubic")
 
 
 class ImageSizeError(ValueError):
@@ -159,6 +160,22 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, til
     return (out / wsum).to(z.dtype)
 
 
+def resize_bicubic(x: torch.Tensor, size: tuple[int, int], method: str = "pil") -> torch.Tensor:
+    """Bicubic resize of (B, 3, h, w) in [0, 1] to ``size`` = (H, W).
+
+    "pil": PIL's bicubic on the 8-bit image, what the official inference (and the usual "Bicubic" row of SR
+    tables) does; "torch": F.interpolate bicubic (a = -0.75, no 8-bit rounding), clamped.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if method == "torch":
+        return F.interpolate(x.float(), size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    if method != "pil":
+        raise ValueError(f"upsampling must be 'pil' or 'torch', got '{method}'")
+    out = [pil_to_tensor(tensor_to_pil(im).resize((size[1], size[0]), Image.BICUBIC)) for im in x]
+    return torch.stack(out).to(x.device)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad bottom/right of (B, C, H, W) to multiples of ``multiple``: reflect, or replicate where reflect cannot."""
     ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
@@ -193,12 +210,11 @@ class _SRPipeline:
             )
         return H, W
 
-    @staticmethod
-    def upsample(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Bicubic resize of (B, 3, h, w) [0, 1] to ``size``, clamped (bicubic overshoots)."""
-        if tuple(lr.shape[-2:]) == tuple(size):
-            return lr
-        return F.interpolate(lr, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    upsampling = "pil"
+
+    def upsample(self, lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(B, 3, h, w) [0, 1] -> (B, 3, *size): ``resize_bicubic`` with this pipeline's ``upsampling``."""
+        return resize_bicubic(lr, size, self.upsampling)
 
     @torch.inference_mode()
     def __call__(self, images, prompt: str | Sequence[str] | None = None, upscale: float = 4, output_type: str = "pil",
@@ -230,6 +246,10 @@ class BicubicPipeline(_SRPipeline):
     def _restore(self, lr, size, prompt=None, **_):
         return self.upsample(lr.float(), size)
 
+    def __init__(self, upsampling: str = "pil", **kwargs):
+        super().__init__(**kwargs)
+        self.upsampling = upsampling
+
 
 class TVTPipeline(_SRPipeline):
     """One-step Real-ISR for TVT (VAE-D4 + CE-UNet) and the OSEDiff architecture (VAE-D8 + SD UNet).
@@ -239,22 +259,25 @@ class TVTPipeline(_SRPipeline):
     """
 
     def __init__(self, vae: nn.Module, unet: nn.Module, text_encoder: nn.Module, tokenizer, scheduler,
-                 prompt: str = "", negative_prompt: str = "", architecture: str | None = None, timestep: int = 999,
+                 prompt_spec: PromptSpec | None = None, architecture: str | None = None, timestep: int = 1,
                  base_model: str | None = None, prompt_extractor: PromptExtractor | None = None,
-                 sample_posterior: bool = False, min_side: int = 8, max_output_pixels: int = 8192 * 8192):
+                 sample_posterior: bool = True, upsampling: str = "pil", process_size: int = 512, min_side: int = 8,
+                 max_output_pixels: int = 8192 * 8192):
+        """prompt_spec: how the model is prompted (tvt.prompts; recorded in exports); prompt_extractor: the tagger of
+        that spec (None: the spec's fixed ``tags``). sample_posterior, upsampling ("pil" bicubic), process_size:
+        the official inference's choices (tvt.pipeline module docstring)."""
         super().__init__(min_side=min_side, max_output_pixels=max_output_pixels)
         self.vae, self.unet, self.text_encoder, self.tokenizer, self.scheduler = vae, unet, text_encoder, tokenizer, scheduler
         for m in (vae, unet, text_encoder):
             m.eval().requires_grad_(False)
-        # sample_posterior=False: the VAE posterior mode, deterministic. The official scripts sample it
-        # (latent_dist.sample()); pass True and a seeded ``generator`` to match them.
         self.generator = OneStepGenerator(vae, unet, scheduler.alphas_cumprod, timestep=timestep,
                                           sample_posterior=sample_posterior)
         f = self.generator.scale_factor
         self.architecture = architecture or ("tvt" if f == 4 else "osediff")
-        self.prompt, self.negative_prompt = prompt, negative_prompt  # negative: kept for reference; one step has no CFG
+        self.prompt_spec = prompt_spec or PromptSpec()
         self.base_model = base_model
         self.prompt_extractor = prompt_extractor
+        self.upsampling, self.process_size = upsampling, process_size
         self._embeds: dict[str, torch.Tensor] = {}
 
     # ----- properties -----------------------------------------------------------------------
@@ -299,11 +322,18 @@ class TVTPipeline(_SRPipeline):
         return self
 
     # ----- the work ----------------------------------------------------------------------------
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """(1, 77, D) CLIP embedding, cached per prompt."""
-        if prompt not in self._embeds:
-            self._embeds[prompt] = encode_prompts(self.tokenizer, self.text_encoder, [prompt])
-        return self._embeds[prompt]
+    def encode_prompt(self, prompts: str | Sequence[str]) -> torch.Tensor:
+        """(B, 77, D) CLIP embeddings (B = 1 for one string), cached per prompt text."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        new = [p for p in dict.fromkeys(prompts) if p not in self._embeds]
+        if new:
+            self._embeds.update(zip(new, encode_prompts(self.tokenizer, self.text_encoder, new)))
+        return torch.stack([self._embeds[p] for p in prompts])
+
+    def prompts_for(self, lr_up: torch.Tensor) -> list[str]:
+        """The model's prompt for each upscaled LR image (official: tags of the upscaled LR, then the template)."""
+        tags = self.prompt_extractor(lr_up) if self.prompt_extractor is not None else [self.prompt_spec.tags] * len(lr_up)
+        return [self.prompt_spec.text(t) for t in tags]
 
     def latent_tiling(self, tile_size: int | None, tile_overlap: int | None, upscale: float) -> tuple[int, int]:
         """Input-pixel tile size/overlap -> latent tile/overlap (tile a multiple of the UNet factor); 0 = no tiling.
@@ -330,27 +360,31 @@ class TVTPipeline(_SRPipeline):
     def _restore(self, lr: torch.Tensor, size: tuple[int, int], prompt: str | None = None, tile_size: int | None = None,
                  tile_overlap: int | None = None, vae_tile_size: int | None = None, color_fix: str | None = "adain",
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """lr (B, 3, h, w) [0, 1] -> sr (B, 3, H, W) [0, 1], one prompt for the batch."""
+        """lr (B, 3, h, w) [0, 1] -> sr (B, 3, H, W) [0, 1]; ``prompt`` None = the model's prompt per image."""
         H, W = size
         lr = lr.to(self.device, torch.float32)
-        lr_up = self.upsample(lr, size)  # (B, 3, H, W): the colour-fix reference too
-        if prompt is None:
-            tags = self.prompt_extractor(lr[:1])[0] if self.prompt_extractor is not None else ""
-            prompt = join_prompt(tags, self.prompt)
-        emb = self.encode_prompt(prompt)
+        work = size
+        if self.process_size and min(size) < self.process_size:  # official: enlarge small inputs first
+            s = self.process_size / min(size)
+            work = (round(H * s), round(W * s))
+        lr_up = self.upsample(lr, work)  # (B, 3, H, W): the colour-fix reference too
+        emb = self.encode_prompt(self.prompts_for(lr_up) if prompt is None else [prompt] * len(lr))  # (B, 77, D)
 
         x = pad_to_multiple(lr_up * 2 - 1, self.stride)  # (B, 3, H', W') in [-1, 1]
-        scale = H / lr.shape[-2]
+        scale = work[0] / lr.shape[-2]
         tile, overlap = self.latent_tiling(tile_size, tile_overlap, scale)
         self._set_vae_tiling(tile * self.vae_factor if vae_tile_size is None else vae_tile_size)
 
+        if generator is None:  # seeded per image: an image gives the same output alone or in a batch
+            generator = [torch.Generator().manual_seed(0) for _ in range(len(x))]
         z = self.generator.encode(x, generator=generator)  # (B, 4, H'/f, W'/f)
-        z0 = tiled_apply(lambda zt: self.generator.denoise(zt, emb.expand(zt.shape[0], -1, -1)), z, tile, overlap)
-        sr = self.generator.decode(z0)[..., :H, :W].float()  # (B, 3, H, W) in [-1, 1]
+        z0 = tiled_apply(lambda zt: self.generator.denoise(zt, emb), z, tile, overlap)
+        sr = self.generator.decode(z0)[..., : work[0], : work[1]].float()  # (B, 3, H, W) in [-1, 1]
         if not torch.isfinite(sr).all():
             raise FloatingPointError(f"non-finite output at dtype {self.dtype}; run in float32/bfloat16 or keep the VAE in fp32")
-        sr = (sr + 1) / 2
-        return apply_color_fix(sr, lr_up, color_fix).clamp(0, 1)
+        sr = apply_color_fix((sr + 1) / 2, lr_up, color_fix).clamp(0, 1)
+        # back to the asked size (the official code means to, but drops the result of its resize)
+        return sr if work == size else resize_bicubic(sr, size, self.upsampling)
 
     def _set_vae_tiling(self, tile_px: int) -> None:
         """diffusers' VAE tiling with ``tile_px`` output-pixel tiles (0 = off); exact when the image fits one tile."""
@@ -375,6 +409,7 @@ class TVTPipeline(_SRPipeline):
             for TVT, 96 / 32 for OSEDiff; both 192 / 64 input pixels at x4); 0 = no tiling.
         vae_tile_size: VAE tiling in OUTPUT pixels; None = the latent tile in pixels; 0 = off.
         color_fix: "adain" | "wavelet" | None, against the bicubic-upsampled input.
+        generator: draws the VAE posterior sample (official: sampled); None = a CPU generator seeded with 0.
         """
         return super().__call__(images, prompt=prompt, upscale=upscale, output_type=output_type, tile_size=tile_size,
                                 tile_overlap=tile_overlap, vae_tile_size=vae_tile_size, color_fix=color_fix,
@@ -409,25 +444,33 @@ class TVTPipeline(_SRPipeline):
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32, base_model: str | None = None, vae_d4=None,
-                        architecture: str | None = None, **kwargs):
+                        architecture: str | None = None, prompt_extractor: str | PromptExtractor | None = "auto",
+                        ram_weights: str | None = None, dape_weights: str | None = None, **kwargs):
         """Load, in this order: "bicubic" (the baseline); a TVT export folder (tvt.export); the official TVT
-        release (via tvt.models.convert); an SD 2.1-base folder or hub id (untrained, see ``from_sd``)."""
+        release (via tvt.models.convert); an SD 2.1-base folder or hub id (untrained, see ``from_sd``).
+
+        prompt_extractor: "auto" builds the tagger the model records (its PromptSpec: e.g. RAM + DAPE, with a clear
+        error naming the weight files when they are absent; ``ram_weights``/``dape_weights`` override their paths);
+        None runs without a tagger (the spec's fixed tags); or a PromptExtractor to use as is.
+        """
         from .export import is_tvt_export, load_tvt_export
 
         name = str(path_or_hub_id)
         if name == "bicubic" or architecture == "bicubic":
-            return BicubicPipeline(**kwargs)
+            return BicubicPipeline(**{k: v for k, v in kwargs.items() if k in ("upsampling", "min_side", "max_output_pixels")})
         local = Path(name).expanduser()
         if not local.exists() and not name.startswith((".", "/", "~")) and name.count("/") == 1:
             local = _maybe_download_export(name) or local
+        tagger = dict(prompt_extractor=prompt_extractor, ram_weights=ram_weights, dape_weights=dape_weights, device=device)
         if is_tvt_export(local):
             c = load_tvt_export(local, device=device, dtype=torch.float32, base_model=base_model)
-            pipe = cls(c.vae, c.unet, c.text_encoder, c.tokenizer, c.scheduler, prompt=c.prompt,
-                       negative_prompt=c.config.get("prompt", {}).get("negative", ""), architecture=c.config["architecture"],
-                       timestep=c.config.get("timestep", 999), base_model=c.config.get("base_model"), **kwargs)
+            spec, extractor = _prompting(c.prompt, **tagger)
+            pipe = cls(c.vae, c.unet, c.text_encoder, c.tokenizer, c.scheduler, prompt_spec=spec, prompt_extractor=extractor,
+                       architecture=c.config["architecture"], timestep=c.config.get("timestep", 999),
+                       base_model=c.config.get("base_model"), **kwargs)
             return pipe.to(device, dtype)
         if local.is_file() or (local.is_dir() and not (local / "unet").is_dir() and not (local / "model_index.json").is_file()):
-            return _from_official(cls, local, device=device, dtype=dtype, base_model=base_model, **kwargs)
+            return _from_official(cls, local, dtype=dtype, base_model=base_model, tagger=tagger, **kwargs)
         pipe = cls.from_sd(name, vae_d4=vae_d4, architecture=architecture or ("tvt" if vae_d4 is not None else "osediff"), **kwargs)
         return pipe.to(device, dtype)
 
@@ -440,8 +483,20 @@ class TVTPipeline(_SRPipeline):
             raise ValueError("self_contained=False needs base_model (the SD 2.1-base folder or hub id)")
         parts = dict(text_encoder=self.text_encoder, tokenizer=self.tokenizer, scheduler=self.scheduler) if self_contained else {}
         return save_tvt_export(save_directory, ce_unet=self.unet, vae=self.vae, base_model=self.base_model or "",
-                               prompt=self.prompt, negative_prompt=self.negative_prompt, architecture=self.architecture,
+                               prompt=self.prompt_spec, architecture=self.architecture,
                                timestep=self.generator.timestep, full_unet=True, **parts)
+
+
+def _prompting(spec: PromptSpec, prompt_extractor, ram_weights, dape_weights, device) -> tuple[PromptSpec, PromptExtractor | None]:
+    """The spec (weight paths overridden) and its extractor, as ``from_pretrained`` documents."""
+    import dataclasses
+
+    from .prompts import build_prompt_extractor
+
+    spec = dataclasses.replace(spec, **{k: v for k, v in (("ram_weights", ram_weights), ("dape_weights", dape_weights)) if v})
+    if prompt_extractor == "auto":
+        return spec, (None if spec.extractor == "fixed" else build_prompt_extractor(spec, str(device)))
+    return spec, prompt_extractor
 
 
 def _maybe_download_export(repo_id: str) -> Path | None:
@@ -457,14 +512,12 @@ def _maybe_download_export(repo_id: str) -> Path | None:
         return None
 
 
-# The official TVT release trains and tests at t=1, not 999 (Joyies/TVT scripts/train/train.sh and
-# scripts/test/test_realsr.sh pass --time_step 1), with the positive prompt below (+ RAM/DAPE tags).
+# The official TVT release tests at t=1 (scripts/test/test_realsr.sh --time_step 1), prompted with DAPE tags
+# of the upscaled LR + "clean, high-resolution, 8k" (tvt.prompts.official_inference_prompt).
 OFFICIAL_TIMESTEP = 1
-OFFICIAL_PROMPT = "clean, high-resolution, 8k"
-OFFICIAL_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
 
 
-def _from_official(cls, path: Path, device, dtype, base_model, **kwargs):
+def _from_official(cls, path: Path, dtype, base_model, tagger: dict, **kwargs):
     """The official TVT release (``ckp/``: model_TVT.pkl, vae.ckpt, optional TVTUNet/) via tvt.models.convert.
 
     ``path`` is that folder or its model_TVT.pkl; SD 2.1-base (``base_model``) gives the text encoder and,
@@ -489,6 +542,9 @@ def _from_official(cls, path: Path, device, dtype, base_model, **kwargs):
     load_official_unet(unet_ckpt, ce_unet, merge=False)
     merge_all_lora(ce_unet)  # all three official adapters (diffusers leaves only the last one active)
     vae = convert_official_vae_d4(vae_ckpt)
-    kwargs = {"prompt": OFFICIAL_PROMPT, "negative_prompt": OFFICIAL_NEGATIVE_PROMPT, "timestep": OFFICIAL_TIMESTEP, **kwargs}
-    pipe = cls(vae, ce_unet, te, tok, sched, architecture="tvt", base_model=base, **kwargs)
-    return pipe.to(device, dtype)
+    # the release's ckp/ holds the RAM and DAPE weights next to the model (test_realsr.sh --ram_ft_path ckp/DAPE.pth)
+    spec, extractor = _prompting(official_inference_prompt(str(folder / RAM_WEIGHTS), str(folder / DAPE_WEIGHTS)), **tagger)
+    kwargs = {"timestep": OFFICIAL_TIMESTEP, **kwargs}
+    pipe = cls(vae, ce_unet, te, tok, sched, prompt_spec=spec, prompt_extractor=extractor, architecture="tvt",
+               base_model=base, **kwargs)
+    return pipe.to(tagger["device"], dtype)

@@ -60,6 +60,9 @@ def seed_worker(worker_id: int) -> None:
 class HRImageDataset(Dataset):
     """Random ``crop_size`` HR crops with optional flip / 90-degree rotation.
 
+    Images from ``resize_sources`` are resized whole to crop_size x crop_size (LANCZOS) instead of cropped:
+    the official TVT data recipe resizes FFHQ faces to 512 and crops LSDIR (its README).
+
     item: dict(hr=(3, S, S) float in [0, 1], index=int, path=str). Images smaller than the crop are reflect-padded
     (``small_policy="pad"``) or dropped when the dataset is built (``"skip"``; one warning with the count).
     Unreadable files are skipped with a warning naming them and another index is returned.
@@ -73,12 +76,17 @@ class HRImageDataset(Dataset):
         use_rot: bool = True,
         small_policy: str = "pad",
         seed: int = 0,
+        resize_sources: Sequence[str | Path] = (),
     ):
         if small_policy not in ("pad", "skip"):
             raise ValueError(f"small_policy must be 'pad' or 'skip', got {small_policy!r}")
         self.paths = expand_sources(sources)
         if not self.paths:
             raise ValueError(f"no images found in {sources}")
+        self.resized = set(expand_sources(resize_sources)) if resize_sources else set()
+        unknown = self.resized - set(self.paths)
+        if unknown:
+            raise ValueError(f"resize_sources must also be training sources; not among them: {sorted(map(str, unknown))[:3]}")
         self.crop_size, self.use_flip, self.use_rot = crop_size, use_flip, use_rot
         self.small_policy, self.seed, self.epoch = small_policy, seed, 0
         self.bad: set[int] = set()
@@ -93,7 +101,7 @@ class HRImageDataset(Dataset):
         for p in paths:
             try:
                 with Image.open(p) as img:
-                    small = min(img.size) < self.crop_size
+                    small = min(img.size) < self.crop_size and p not in self.resized
             except (OSError, ValueError):  # unreadable (PIL raises OSError subclasses): kept here, skipped with a warning in __getitem__
                 small = False
             if small:
@@ -115,7 +123,12 @@ class HRImageDataset(Dataset):
     def _load(self, index: int) -> torch.Tensor | None:
         path = self.paths[index]
         try:
-            return pil_to_tensor(read_image(path))  # (3, H, W)
+            img = read_image(path)
+            if path in self.resized:
+                from PIL import Image
+
+                img = img.resize((self.crop_size, self.crop_size), Image.LANCZOS)
+            return pil_to_tensor(img)  # (3, H, W)
         except (ImageReadError, FileNotFoundError) as err:
             if index not in self.bad:
                 log.warning("skipping unreadable image %s: %s", path, err)

@@ -228,6 +228,7 @@ class SampleDraws:
     jpeg2: float
     sinc_first: bool  # True: [resize + sinc] then JPEG; False: JPEG then [resize + sinc]
     final_mode: str
+    resize_back_mode: str  # OSEDiff/TVT degrade_process(resize_bak=True): LR back to the HR size with this mode
 
 
 def _resize_draw(rng: np.random.Generator, prob: Sequence[float], rng_range: Sequence[float]) -> tuple[float, str]:
@@ -266,6 +267,7 @@ def draw_sample(cfg: DegradationConfig, seed: int, index: int) -> SampleDraws:
         jpeg2=float(rng.uniform(*cfg.jpeg_range2)),
         sinc_first=bool(rng.uniform() < 0.5),
         final_mode=RESIZE_MODES[rng.integers(3)],
+        resize_back_mode=RESIZE_MODES[rng.integers(3)],  # drawn last: earlier draws stay as they were
     )
 
 
@@ -364,6 +366,10 @@ def add_noise(x: torch.Tensor, noise: tuple[str, float, float, int]) -> torch.Te
 class RealESRGANDegradation(torch.nn.Module):
     """HR (B,3,H,W) in [0,1] -> dict(lr=(B,3,H/s,W/s) in [0,1] (8-bit quantised), gt=(B,3,H,W)), float32.
 
+    ``resize_back=True`` adds ``lr_up`` (B,3,H,W): the LR resized back to the HR size with a per-sample random
+    mode (area / bilinear / bicubic) and rounded to 8 bit, the generator input of OSEDiff/TVT training
+    (their ``degrade_process(img, resize_bak=True)``).
+
     ``gt`` is the USM-sharpened HR when ``cfg.use_usm`` (what Real-ESRGAN degrades and trains against), else ``hr``.
     Device follows ``hr``; no parameters. H and W must be divisible by ``cfg.scale`` and >= ``cfg.min_hr_size()``.
     ``indices`` (B,) and ``seed`` fix every random draw of each sample (see the module docstring).
@@ -403,7 +409,8 @@ class RealESRGANDegradation(torch.nn.Module):
         return F.interpolate(x, size=(h // cfg.scale, w // cfg.scale), mode=d.final_mode)
 
     @torch.no_grad()
-    def forward(self, hr: torch.Tensor, indices: Sequence[int] | torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    def forward(self, hr: torch.Tensor, indices: Sequence[int] | torch.Tensor, seed: int,
+                resize_back: bool = False) -> dict[str, torch.Tensor]:
         if hr.ndim != 4 or hr.shape[1] != 3:
             raise ValueError(f"hr must be (B, 3, H, W), got {tuple(hr.shape)}")
         b, _, h, w = hr.shape
@@ -429,7 +436,11 @@ class RealESRGANDegradation(torch.nn.Module):
         out = torch.cat([self._jpeg(out[i : i + 1], d.jpeg2) if d.sinc_first else out[i : i + 1]
                          for i, d in enumerate(draws)])
         lr = torch.clamp((out * 255.0).round(), 0, 255) / 255.0  # (B,3,H/s,W/s), 8-bit like a saved LR image
-        return {"lr": lr, "gt": gt}
+        if not resize_back:
+            return {"lr": lr, "gt": gt}
+        # resized from the unrounded LR, then rounded, as the official degrade_process does
+        lr_up = torch.cat([F.interpolate(out[i : i + 1], size=(h, w), mode=d.resize_back_mode) for i, d in enumerate(draws)])
+        return {"lr": lr, "gt": gt, "lr_up": torch.clamp((lr_up * 255.0).round(), 0, 255) / 255.0}  # (B,3,H,W)
 
 
 __all__ = [

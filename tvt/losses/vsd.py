@@ -6,7 +6,9 @@ diffusion loss on the detached generator latents) both predict x0 from a re-nois
 
     grad = (x0_fake - x0_real) / mean|latent - x0_real|          (per sample, OSEDiff Eq. 5)
 
-through the surrogate loss 0.5 * ||latent - sg(latent - grad)||^2 (mean), whose gradient is grad / numel.
+through the surrogate loss mean((latent - sg(latent - grad))^2) = F.mse_loss(latent, sg(latent - grad)), whose
+gradient is 2 * grad / numel: the official OSEDiff/TVT ``distribution_matching_loss`` exactly (no 0.5 factor, which
+would halve lambda_VSD).
 
 SD's UNets are trained at 64x64 latents; the D4 latent of a 512 crop is 128x128, so (official TVT) it is
 split into 2x2 patches with the prompt embeddings repeated (``patches=True``); ``patches=False`` feeds the
@@ -70,15 +72,16 @@ class VSDLoss(nn.Module):
         with torch.no_grad():
             noisy, _, t = self._noise(z.detach(), self.t_min, self.t_max)
             x0_fake = eps_to_x0(self.fake_unet(noisy, t, encoder_hidden_states=e).sample.float(), noisy, self.alphas_cumprod, t)
-            eps = self.real_unet(torch.cat([noisy, noisy]), torch.cat([t, t]),
-                                 encoder_hidden_states=torch.cat([ne, e]).to(noisy.dtype)).sample.float()
+            dtype = next(self.real_unet.parameters(), noisy).dtype  # official: the real UNet runs in fp16
+            eps = self.real_unet(torch.cat([noisy, noisy]).to(dtype), torch.cat([t, t]),
+                                 encoder_hidden_states=torch.cat([ne, e]).to(dtype)).sample.float()
             eps_uncond, eps_text = eps.chunk(2)
             eps_real = eps_uncond + self.cfg_scale * (eps_text - eps_uncond)
             x0_real = eps_to_x0(eps_real, noisy, self.alphas_cumprod, t)
         z = z.float()
         weight = (z.detach() - x0_real).abs().mean(dim=(1, 2, 3), keepdim=True)
         grad = (x0_fake - x0_real) / weight
-        loss = 0.5 * F.mse_loss(z, (z - grad).detach())
+        loss = F.mse_loss(z, (z - grad).detach())  # official: no 0.5
         return loss, {"vsd": loss.detach()}
 
     def fake_loss(self, latent: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, dict]:

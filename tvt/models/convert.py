@@ -10,7 +10,7 @@ Official layout, read from its TVT/modelfile/TVTModel.py and README:
   is not released. We rebuild it from SD 2.1 (tvt.models.ce_unet) unless the folder is given.
 - ``ckp/model_TVT.pkl``: ``torch.save`` of {"rank_unet", "unet_lora_encoder_modules", "unet_lora_decoder_modules",
   "unet_lora_others_modules", "state_dict_unet"}. The three lists are the target modules of the peft adapters
-  ``default_encoder`` / ``default_decoder`` / ``default_others`` (``official_unet_lora_targets``); ``state_dict_unet``
+  ``default_encoder`` / ``default_decoder`` / ``default_others`` (``tvt.models.lora.official_lora_groups``); ``state_dict_unet``
   holds every LoRA tensor plus the fully trained layers (down_blocks.0, up_blocks.3.upsamplers.0, up_blocks.4,
   conv_in, conv_out) under their LoRA-wrapped names (``...conv1.base_layer.weight``), since the official code also
   puts LoRA on those layers. All three adapters are active at inference (``set_adapter([...3 names])``).
@@ -23,7 +23,7 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
-from .lora import UNET_LORA_PATTERNS, merge_lora
+from .lora import merge_lora, official_lora_groups
 from .vae import AutoencoderKLD4, build_vae_d4
 
 OFFICIAL_VAE_PREFIX = "vaeDe4."
@@ -79,18 +79,6 @@ def convert_official_vae_d4(ckpt, **vae_kwargs) -> AutoencoderKLD4:
 # ---------------------------------------------------------------------------------------------
 # CE-UNet LoRA + fully trained layers
 # ---------------------------------------------------------------------------------------------
-def official_unet_lora_targets(unet: nn.Module) -> dict[str, list[str]]:
-    """The official split of LoRA targets (TVTModel.initialize_unet_TVT): first matching pattern decides;
-    ``down_blocks``/``conv_in`` -> encoder, ``up_blocks`` -> decoder, the rest (mid block, conv_out) -> others."""
-    out = {a: [] for a in OFFICIAL_ADAPTERS}
-    for n, _ in unet.named_parameters():
-        if "bias" in n or "norm" in n or not any(p in n for p in UNET_LORA_PATTERNS):
-            continue
-        group = "encoder" if ("down_blocks" in n or "conv_in" in n) else "decoder" if "up_blocks" in n else "others"
-        out[group].append(n.replace(".weight", ""))
-    return out
-
-
 def load_official_unet(ckpt, ce_unet: nn.Module, merge: bool = True) -> nn.Module:
     """Put the official adapters and fully trained layers (``model_TVT.pkl``) on ``ce_unet`` (five levels, base
     weights from SD or ckp/TVTUNet); merged into plain weights unless ``merge=False`` (then all three are active)."""

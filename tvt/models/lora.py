@@ -4,8 +4,7 @@ Sec. 3.3: the replicated levels are trained in full, the rest of the UNet with r
 the official TVT/OSEDiff selection rule (sub-string patterns on weight names, biases and norms skipped), which
 on the UNet covers attention to_q/to_k/to_v/to_out.0, proj_in/proj_out, ff.net.0.proj/ff.net.2 and every conv
 (resnet conv1/conv2/conv_shortcut, down/upsamplers, conv_in/conv_out), but not time_emb_proj or the time
-embedding. Unlike the official code we leave out the fully trained layers: LoRA on a layer that is trained in
-full adds parameters and nothing else.
+embedding. As in the official code, the layers trained in full carry LoRA too (``lora_on_fully_trained``).
 
 Files: adapters are written by diffusers' ``save_lora_adapter`` (``pytorch_lora_weights.safetensors``, peft
 key names, the LoraConfig in the safetensors metadata), the fully trained layers as a plain safetensors file.
@@ -13,6 +12,7 @@ key names, the LoraConfig in the safetensors metadata), the fully trained layers
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from peft import LoraConfig
@@ -25,6 +25,9 @@ UNET_LORA_PATTERNS = ("to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv
                       "conv_out", "proj_out", "proj_in", "ff.net.2", "ff.net.0.proj")
 # OSEDiff's initialize_vae: these patterns inside the encoder, plus quant_conv (not post_quant_conv).
 VAE_ENCODER_LORA_PATTERNS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out", "to_k", "to_q", "to_v", "to_out.0")
+# Official TVT/OSEDiff: LoraConfig(r=rank, init_lora_weights="gaussian", ...) with peft's default lora_alpha = 8,
+# i.e. scaling alpha / r = 2 at rank 4, for the generator's adapters and the VSD fake UNet alike.
+OFFICIAL_LORA_ALPHA = 8.0
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"  # diffusers' name, so its loaders read our files
 
 
@@ -39,31 +42,52 @@ def lora_target_modules(model: nn.Module, patterns=UNET_LORA_PATTERNS, within: s
             and not skip(name) and any(p in name for p in patterns)]
 
 
-def add_ce_unet_lora(ce_unet: nn.Module, rank: int = 4, alpha: float | None = None,
-                     target_modules: list[str] | None = None, adapter_name: str = "default") -> LoraConfig:
-    """Freeze the CE-UNet, add LoRA to its original SD layers, unfreeze FULLY_TRAINED_PREFIXES (Sec. 3.3).
+def official_lora_groups(unet: nn.Module) -> dict[str, list[str]]:
+    """The official split of LoRA targets into three adapters (TVTModel.initialize_unet_TVT / OSEDiff's
+    initialize_unet): the first matching pattern decides; ``down_blocks``/``conv_in`` -> encoder, ``up_blocks``
+    -> decoder, the rest (mid block, conv_out) -> others."""
+    out: dict[str, list[str]] = {"encoder": [], "decoder": [], "others": []}
+    for name in lora_target_modules(unet):
+        group = "encoder" if ("down_blocks" in name or "conv_in" in name) else "decoder" if "up_blocks" in name else "others"
+        out[group].append(name)
+    return out
 
-    ``alpha`` defaults to ``rank`` (scale 1, as in the official peft configs). Returns the LoraConfig.
+
+def add_unet_lora(unet: nn.Module, rank: int = 4, alpha: float = OFFICIAL_LORA_ALPHA,
+                  fully_trained: Callable[[str], bool] = lambda name: False, lora_on_fully_trained: bool = True,
+                  target_modules: list[str] | None = None, adapter_name: str = "default") -> LoraConfig:
+    """Freeze ``unet``, add one LoRA adapter, unfreeze the ``fully_trained`` layers. Returns the LoraConfig.
+
+    Targets: ``target_modules``, else the official rule on every layer (``lora_on_fully_trained``: the official
+    code also puts LoRA on the layers it trains in full) or on the others only. One adapter over the union of the
+    official three (encoder/decoder/others) is the same model: each layer belongs to exactly one of them.
+    ``alpha`` defaults to the official 8 (peft's default; scaling 2 at rank 4).
     """
-    ce_unet.requires_grad_(False)
-    targets = target_modules if target_modules is not None else lora_target_modules(ce_unet, skip=is_fully_trained)
-    bad = [t for t in targets if is_fully_trained(t)]
-    if bad:
-        raise ValueError(f"LoRA targets inside fully trained layers: {bad[:3]}")
-    config = LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=targets)
-    ce_unet.add_adapter(config, adapter_name=adapter_name)  # diffusers' peft integration: LoRA params trainable
-    for name, p in ce_unet.named_parameters():
-        if "lora_" not in name and is_fully_trained(name):
+    unet.requires_grad_(False)
+    if target_modules is None:
+        target_modules = lora_target_modules(unet, skip=lambda n: False if lora_on_fully_trained else fully_trained(n))
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=target_modules)
+    unet.add_adapter(config, adapter_name=adapter_name)  # diffusers' peft integration: LoRA params trainable
+    for name, p in unet.named_parameters():
+        if "lora_" not in name and fully_trained(name):
             p.requires_grad_(True)
     return config
 
 
-def add_vae_encoder_lora(vae_d4: nn.Module, rank: int = 4, adapter_name: str = "default_encoder") -> LoraConfig:
+def add_ce_unet_lora(ce_unet: nn.Module, rank: int = 4, alpha: float = OFFICIAL_LORA_ALPHA,
+                     lora_on_fully_trained: bool = True, adapter_name: str = "default") -> LoraConfig:
+    """LoRA on the CE-UNet, its replicated levels and conv_in/conv_out (FULLY_TRAINED_PREFIXES) trained in full
+    (Sec. 3.3: "only the replicated layers undergo full parameter training"; official TVT.set_train)."""
+    return add_unet_lora(ce_unet, rank, alpha, is_fully_trained, lora_on_fully_trained, adapter_name=adapter_name)
+
+
+def add_vae_encoder_lora(vae_d4: nn.Module, rank: int = 4, alpha: float = OFFICIAL_LORA_ALPHA,
+                         adapter_name: str = "default_encoder") -> LoraConfig:
     """LoRA on the VAE-D4 encoder and quant_conv (OSEDiff's rule; off by default: the official TVT adds none)."""
     vae_d4.requires_grad_(False)
     targets = lora_target_modules(vae_d4, VAE_ENCODER_LORA_PATTERNS, within="encoder.")
     targets += [n for n, m in vae_d4.named_modules() if n == "quant_conv" and isinstance(m, nn.Conv2d)]
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=targets)
     vae_d4.add_adapter(config, adapter_name=adapter_name)
     return config
 

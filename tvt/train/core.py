@@ -44,6 +44,7 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | fp16 | bf16
     gradient_checkpointing: bool = False
     lr: float = 1e-4
+    scale_lr: bool = False  # LDM main.py --scale_lr: optimizer lr = lr x batch_size x processes x grad_accum
     lr_scheduler: str = "constant_with_warmup"
     lr_warmup_steps: int = 0
     adam_beta1: float = 0.9
@@ -115,11 +116,27 @@ def make_dataloader(dataset: Dataset, cfg: TrainConfig, accelerator, start_batch
                       num_workers=cfg.num_workers, drop_last=True, persistent_workers=cfg.num_workers > 0)
 
 
+def effective_lr(cfg: TrainConfig, lr: float | None = None, num_processes: int | None = None) -> float:
+    """The optimizer lr for base lr ``lr`` (default ``cfg.lr``); under ``scale_lr`` LDM's rule (main.py):
+    ``grad_accum x num_processes x batch_size x base_lr``. The number of processes is accelerate's, unless given."""
+    base = lr or cfg.lr
+    if not cfg.scale_lr:
+        return base
+    if num_processes is None:
+        from accelerate import PartialState
+
+        num_processes = PartialState().num_processes
+    scaled = cfg.grad_accum * num_processes * cfg.batch_size * base
+    log.info("scale_lr: lr %.3e = %d (grad_accum) x %d (processes) x %d (batch_size) x %.2e (base lr)",
+             scaled, cfg.grad_accum, num_processes, cfg.batch_size, base)
+    return scaled
+
+
 def make_optimizer(params, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters for the optimizer")
-    kwargs = dict(lr=lr or cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    kwargs = dict(lr=effective_lr(cfg, lr), betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     if cfg.use_8bit_adam:
         try:
             import bitsandbytes as bnb

@@ -1,11 +1,13 @@
-"""One-step TVT Real-ISR training (paper Sec. 3.3, Fig. 2b), OSEDiff-style.
+"""One-step TVT Real-ISR training (paper Sec. 3.3, Fig. 2b), as the official train.py does it (OSEDiff-style).
 
-    HR crop --Real-ESRGAN degradation--> LR --bicubic x4--> VAE-D4 encoder --> CE-UNet (t=999, prompt)
-        --> x0 --> frozen VAE-D4 decoder --> SR;   loss = 1 * L2 + 2 * LPIPS + 1 * VSD
+    HR 512 crop (hflip) --Real-ESRGAN degradation--> LR 128 --resized back, random mode, 8 bit--> lr_up 512
+      --> VAE-D4 encoder (posterior sample) --> CE-UNet at t = 1 (prompt: RAM tags of the HR) --> x0
+      --> frozen VAE-D4 decoder --> SR;          loss = 1 * L2 + 2 * LPIPS + 1 * VSD   (Eq. 7)
 
-Trainable: the CE-UNet's LoRA (rank 4) on the original SD layers plus its fully trained replicated levels
-(tvt.models.ce_unet.FULLY_TRAINED_PREFIXES); optional LoRA on the D4 encoder; and, with its own optimizer, the
-LoRA of the VSD "fake" SD UNet. Everything else is frozen.
+Trainable: the CE-UNet's LoRA (rank 4, alpha 8) plus its fully trained layers (tvt.models.ce_unet.
+FULLY_TRAINED_PREFIXES) and, with its own optimizer, the LoRA of the VSD "fake" SD UNet. Everything else is
+frozen. ``architecture`` switches to Table 7's S1 (OSEDiff: VAE-D8 + SD UNet) or S4 (VAE-D4 + SD UNet).
+Every default below is the official release's; docs/fidelity.md lists each with its source.
 """
 from __future__ import annotations
 
@@ -19,43 +21,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import ConfigError
 from ..losses.perceptual import LPIPSLoss
 from ..losses.vsd import VSDLoss
 from ..models.ce_unet import build_ce_unet_from_sd, load_sd_unet
 from ..models.generator import OneStepGenerator
 from ..models.loading import SD21_BASE
-from ..models.lora import (add_ce_unet_lora, add_vae_encoder_lora, format_parameter_groups, lora_target_modules,
-                           trainable_parameters_by_group)
-from ..models.vae import load_vae_d4
-from ..prompts import build_prompt_extractor, encode_prompts, join_prompt
+from ..models.lora import (OFFICIAL_LORA_ALPHA, add_ce_unet_lora, add_unet_lora, add_vae_encoder_lora,
+                           format_parameter_groups, official_lora_groups, trainable_parameters_by_group)
+from ..models.vae import load_vae_d4, load_vae_d8
+from ..prompts import TRAIN_NEGATIVE_PROMPT, PromptSpec, build_prompt_extractor, encode_prompts
 from .core import Stage, TrainConfig, make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
-
-NEGATIVE_PROMPT = ("painting, oil painting, illustration, drawing, art, sketch, cartoon, CG Style, 3D render, "
-                   "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, "
-                   "jpeg artifacts, deformed, lowres, over-smooth")
 
 
 @dataclass
 class ISRDataConfig:
     sources: list = field(default_factory=lambda: ["lists/lsdir.txt", "lists/ffhq10k.txt"])
+    resize_sources: list = field(default_factory=list)  # sources resized whole to crop_size (official: FFHQ)
     crop_size: int = 512
+    use_hflip: bool = True  # official: horizontal flip only
+    use_rot: bool = False
     degradation: str = "realesrgan"  # name in configs/degradation/ or a YAML path
     degradation_overrides: list = field(default_factory=list)
-    val_hr: Optional[str] = None  # paired folders for validation (e.g. ../shared/benchmarks/RealSR/HR and LR)
+    val_hr: Optional[str] = None  # paired folders for validation (e.g. RealSR HR and LR)
     val_lr: Optional[str] = None
     num_val: int = 4
-
-
-@dataclass
-class PromptConfig:
-    extractor: str = "fixed"  # fixed | ram
-    tags: str = ""  # the fixed extractor's tags
-    positive: str = ""  # appended: "{tags}, {positive}"
-    negative: str = NEGATIVE_PROMPT
-    ram_weights: Optional[str] = None
-    dape_weights: Optional[str] = None
 
 
 @dataclass
@@ -64,27 +56,44 @@ class ISRLossConfig:
     lpips_weight: float = 2.0
     lpips_backbone: str = "pretrained"
     vsd_weight: float = 1.0
+    fake_weight: float = 1.0  # official lambda_vsd_lora
     vsd_start: int = 0
     cfg_scale: float = 7.5
     min_dm_step_ratio: float = 0.25
     max_dm_step_ratio: float = 0.75
     vsd_patches: bool = True  # split the D4 latent into 2x2 patches of SD's native size (official TVT)
-    fake_lr: Optional[float] = None  # the fake UNet's LoRA; defaults to train.lr
+    # Which LoRA of the fake UNet trains. Official: three adapters are added and diffusers' add_adapter leaves only
+    # the last ("others": mid block + conv_out) active, so only that one learns. "all": every official target.
+    fake_lora: str = "others"
+    fake_lr: Optional[float] = None  # the fake UNet's LoRA; defaults to train.lr (official)
+
+
+ARCHITECTURES = {  # name: (VAE, UNet); Table 7's rows
+    "tvt": ("vae_d4", "ce_unet"),  # the paper: VAE-D4 + CE-UNet
+    "osediff": ("vae_d8", "sd_unet"),  # S1: SD's VAE-D8 + SD UNet (OSEDiff)
+    "s4": ("vae_d4", "sd_unet"),  # S4: VAE-D4 + the whole SD UNet at the D4 latent size
+}
 
 
 @dataclass
 class ISRConfig:
     sd_model: str = SD21_BASE
+    architecture: str = "tvt"  # tvt | osediff | s4 (ARCHITECTURES)
     vae_d4: str = "runs/000-vae_stage2/export"
     lora_rank: int = 4
-    encoder_lora: bool = False  # official release: off
-    timestep: int = 999
+    lora_alpha: float = OFFICIAL_LORA_ALPHA  # official LoraConfig(r=4): peft's default alpha 8, scaling 2
+    encoder_lora: bool = False  # official TVT: off (OSEDiff trains a VAE-encoder LoRA: set true for osediff)
+    lora_on_fully_trained: bool = True  # official: LoRA on every target, the fully trained layers too
+    timestep: int = 1  # Sec. 3.3: "the time step is set to 1 in our work"
+    sample_posterior: bool = True  # official: vae.encode(x).latent_dist.sample()
     ema: bool = False
     ema_decay: float = 0.999
     data: ISRDataConfig = field(default_factory=ISRDataConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
+    prompt: PromptSpec = field(default_factory=lambda: PromptSpec(negative=TRAIN_NEGATIVE_PROMPT))  # training (HR tags)
+    inference_prompt: PromptSpec = field(default_factory=PromptSpec)  # written into the export: how to run the model
     loss: ISRLossConfig = field(default_factory=ISRLossConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_name="isr", lr=5e-5, batch_size=2, grad_accum=2))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_name="isr", lr=5e-5, batch_size=2, grad_accum=2,
+                                                                   weight_decay=1e-2, lr_scheduler="constant"))
 
 
 class ISRStage(Stage):
@@ -101,39 +110,49 @@ class ISRStage(Stage):
         from ..models.loading import require_pretrained
 
         cfg, device = self.cfg, accelerator.device
+        if cfg.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {sorted(ARCHITECTURES)}, got '{cfg.architecture}'")
         self.tokenizer = require_pretrained(CLIPTokenizer, cfg.sd_model, what="SD 2.1 tokenizer", subfolder="tokenizer")
         self.text_encoder = require_pretrained(CLIPTextModel, cfg.sd_model, what="SD 2.1 text encoder",
                                                subfolder="text_encoder").to(device).eval().requires_grad_(False)
         self.scheduler = require_pretrained(DDPMScheduler, cfg.sd_model, what="SD 2.1 scheduler", subfolder="scheduler")
         sd_unet = load_sd_unet(cfg.sd_model)
-        # Generator: VAE-D4 (frozen, optional encoder LoRA) + CE-UNet built from SD's UNet.
-        self.vae = load_vae_d4(cfg.vae_d4).requires_grad_(False)
+        # Generator: VAE (frozen, optional encoder LoRA) + UNet (LoRA; the CE-UNet's replicated levels in full).
+        vae_kind, unet_kind = ARCHITECTURES[cfg.architecture]
+        self.vae = (load_vae_d4(cfg.vae_d4) if vae_kind == "vae_d4" else load_vae_d8(cfg.sd_model)).requires_grad_(False)
         if cfg.encoder_lora:
-            add_vae_encoder_lora(self.vae, cfg.lora_rank)
-        self.ce_unet = build_ce_unet_from_sd(sd_unet)
-        self.lora_config = add_ce_unet_lora(self.ce_unet, rank=cfg.lora_rank)
+            add_vae_encoder_lora(self.vae, cfg.lora_rank, cfg.lora_alpha)
+        if unet_kind == "ce_unet":
+            self.unet = build_ce_unet_from_sd(sd_unet)
+            self.lora_config = add_ce_unet_lora(self.unet, cfg.lora_rank, cfg.lora_alpha, cfg.lora_on_fully_trained)
+        else:
+            self.unet = copy.deepcopy(sd_unet)
+            self.lora_config = add_unet_lora(self.unet, cfg.lora_rank, cfg.lora_alpha)
         if cfg.train.gradient_checkpointing:
-            self.ce_unet.enable_gradient_checkpointing()
-        self.generator = accelerator.prepare(
-            OneStepGenerator(self.vae, self.ce_unet, self.scheduler.alphas_cumprod, cfg.timestep))
+            self.unet.enable_gradient_checkpointing()
+        self.generator = accelerator.prepare(OneStepGenerator(self.vae, self.unet, self.scheduler.alphas_cumprod,
+                                                              cfg.timestep, cfg.sample_posterior))
         gen_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.optimizers = [accelerator.prepare(make_optimizer(gen_params, cfg.train))]
         self.schedulers = [make_scheduler(self.optimizers[0].optimizer, cfg.train)]
-        groups = {"ce_unet": trainable_parameters_by_group(self.ce_unet), "vae_d4": trainable_parameters_by_group(self.vae)}
+        groups = {"unet": trainable_parameters_by_group(self.unet), "vae": trainable_parameters_by_group(self.vae)}
         # VSD: frozen real SD UNet and a LoRA-tuned fake copy (its own optimizer).
         self.vsd = None
         if cfg.loss.vsd_weight > 0:
-            real = sd_unet.to(device).eval().requires_grad_(False)
-            fake = copy.deepcopy(sd_unet).requires_grad_(False)
-            from peft import LoraConfig
-
-            fake.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights="gaussian",
-                                        target_modules=lora_target_modules(fake)))
+            if cfg.loss.fake_lora not in ("others", "all"):
+                raise ConfigError(f"loss.fake_lora must be 'others' or 'all', got '{cfg.loss.fake_lora}'")
+            # the frozen real UNet in the compute dtype, as the official unet_fix (weight_dtype)
+            real = sd_unet.to(device, dtype=_compute_dtype(accelerator)).eval().requires_grad_(False)
+            fake = copy.deepcopy(sd_unet).float()
+            targets = official_lora_groups(fake)["others"] if cfg.loss.fake_lora == "others" else None
+            add_unet_lora(fake, cfg.lora_rank, cfg.lora_alpha, target_modules=targets)  # the generator's LoraConfig
             if cfg.train.gradient_checkpointing:
                 fake.enable_gradient_checkpointing()
             fake = accelerator.prepare(fake)
+            # SD's UNets are trained on 64x64 latents: official TVT splits the D4 latent into 2x2 patches
+            patches = cfg.loss.vsd_patches and vae_kind == "vae_d4"
             self.vsd = VSDLoss(real, fake, self.scheduler, cfg.loss.cfg_scale, cfg.loss.min_dm_step_ratio,
-                               cfg.loss.max_dm_step_ratio, cfg.loss.vsd_patches).to(device)
+                               cfg.loss.max_dm_step_ratio, patches=patches).to(device)
             fake_opt = make_optimizer(fake.parameters(), cfg.train, lr=cfg.loss.fake_lr)
             self.optimizers.append(accelerator.prepare(fake_opt))
             self.schedulers.append(make_scheduler(fake_opt, cfg.train))
@@ -142,8 +161,8 @@ class ISRStage(Stage):
             print("trainable parameters\n" + format_parameter_groups(groups))
         self.lpips = LPIPSLoss("vgg", cfg.loss.lpips_backbone).to(device) if cfg.loss.lpips_weight > 0 else None
         self.degradation = RealESRGANDegradation(load_degradation_config(cfg.data.degradation, cfg.data.degradation_overrides))
-        self.prompts = build_prompt_extractor(cfg.prompt.extractor, cfg.prompt.tags, cfg.prompt.ram_weights,
-                                              cfg.prompt.dape_weights, str(device))
+        self.prompts = build_prompt_extractor(cfg.prompt, str(device))
+        self.negative_embeds = encode_prompts(self.tokenizer, self.text_encoder, [cfg.prompt.negative])  # (1, 77, D)
         self.ema = None
         if cfg.ema:
             from diffusers.training_utils import EMAModel
@@ -152,25 +171,27 @@ class ISRStage(Stage):
             accelerator.register_for_checkpointing(self.ema)
         from ..data.datasets import HRImageDataset
 
-        self.train_dataset = HRImageDataset(list(cfg.data.sources), crop_size=cfg.data.crop_size, seed=cfg.train.seed)
+        self.train_dataset = HRImageDataset(list(cfg.data.sources), crop_size=cfg.data.crop_size, use_flip=cfg.data.use_hflip,
+                                            use_rot=cfg.data.use_rot, seed=cfg.train.seed,
+                                            resize_sources=list(cfg.data.resize_sources))
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.generator] + ([self.vsd.fake_unet] if self.vsd is not None else [])
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt and negative-prompt embeddings for a batch, encoded once per batch: (B, 77, D) each."""
-        tags = self.prompts(images)
-        prompts = [join_prompt(t, self.cfg.prompt.positive) for t in tags]
-        emb = encode_prompts(self.tokenizer, self.text_encoder, prompts)
-        neg = encode_prompts(self.tokenizer, self.text_encoder, [self.cfg.prompt.negative] * len(prompts))
-        return emb, neg
+        """images (B, 3, H, W) in [0, 1] -> prompt and negative-prompt embeddings (B, 77, D) each, one CLIP call.
+
+        Official: f"{tags}, {positive}" with RAM tags of each image."""
+        texts = [self.cfg.prompt.text(t) for t in self.prompts(images)]
+        emb = encode_prompts(self.tokenizer, self.text_encoder, texts)
+        return emb, self.negative_embeds.expand(len(texts), -1, -1)
 
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.accelerator
-        pair = self.degradation(batch["hr"], batch["position"], cfg.train.seed)  # lr (B,3,S/4,S/4), gt (B,3,S,S)
-        gt = pair["gt"] * 2 - 1
-        lr_up = F.interpolate(pair["lr"], size=gt.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1) * 2 - 1
-        emb, neg = self.embed(batch["hr"])  # tags from the HR image in training (official code)
+        pair = self.degradation(batch["hr"], batch["position"], cfg.train.seed, resize_back=True)
+        gt = pair["gt"] * 2 - 1  # (B, 3, S, S) in [-1, 1]: the plain HR crop (no USM, as official)
+        lr_up = pair["lr_up"] * 2 - 1  # (B, 3, S, S): the LR resized back, the generator's input
+        emb, neg = self.embed(batch["hr"])  # tags of the HR crop in training (official train.py)
         sr, z0 = self.generator(lr_up, emb)
         l2 = F.mse_loss(sr.float(), gt.float())
         loss, logs = cfg.loss.l2_weight * l2, {"l2": l2.detach()}
@@ -185,7 +206,7 @@ class ISRStage(Stage):
         acc.backward(loss)
         if self.vsd is not None:
             fake, flogs = self.vsd.fake_loss(z0, emb)
-            acc.backward(fake)
+            acc.backward(cfg.loss.fake_weight * fake)
             logs.update(flogs)
         if self.ema is not None and acc.sync_gradients:
             self.ema.step([p for p in self.generator.parameters() if p.requires_grad])
@@ -219,5 +240,9 @@ class ISRStage(Stage):
         if self.ema is not None:
             self.ema.copy_to([p for p in gen.parameters() if p.requires_grad])
         save_tvt_export(folder, ce_unet=gen.unet, vae=gen.vae, base_model=self.cfg.sd_model, lora_config=self.lora_config,
-                        prompt=join_prompt(self.cfg.prompt.tags, self.cfg.prompt.positive),
-                        negative_prompt=self.cfg.prompt.negative, timestep=self.cfg.timestep)
+                        architecture=self.cfg.architecture, prompt=self.cfg.inference_prompt,
+                        timestep=self.cfg.timestep)
+
+
+def _compute_dtype(accelerator) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)

@@ -1,15 +1,23 @@
-"""Transfer VAE Training (paper Sec. 3.1, Fig. 2a) and its ablations, as one stage class.
+"""Transfer VAE Training (paper Sec. 3.2, Fig. 2a) and its ablations, as one stage class.
 
-    mode=stage1   D4 decoder <- frozen SD VAE-D8 encoder's latent of up2(x); L1 + LPIPS + PatchGAN
-    mode=stage2   D4 encoder, stage-1 decoder frozen;                        L1 + LPIPS (+ optional KL)
-    mode=scratch  T1 (Table 6): the whole D4 from scratch, no transfer;       L1 + LPIPS + PatchGAN + KL
-    mode=align    T2 (Table 6): the whole D4 with an L2 loss pulling its latent to D8's
-    mode=teacher  toy runs only: trains a small VAE-D8 (the SD VAE stand-in) from scratch
+    mode=stage1   D4 decoder <- frozen SD VAE-D8 encoder's latent of up2(x);  L1 + LPIPS + PatchGAN    (Eq. 2)
+    mode=stage2   D4 encoder under the frozen stage-1 decoder;               L1 + LPIPS + KL (no GAN) (Eq. 4)
+    mode=scratch  a whole VAE from scratch, LDM's recipe: T1 of Table 6 (variant d4), or a VAE-D8
+                  (variant d8: SD's layout, the toy runs' stand-in for SD's VAE);  L1 + LPIPS + KL + PatchGAN
+    mode=align    T2 (Table 6): T1 plus an L2 loss pulling the D4 latent onto the D8 latent of up2(x)
+    mode=teacher  alias of mode=scratch variant=d8 (kept for the training-core tests)
+
+The official VAE-D4 was trained with latent-diffusion's code, so every stage follows LDM (``AutoencoderKL`` +
+``LPIPSWithDiscriminator``, kl-f8 config); each convention is a config key whose default is LDM's:
+summed reconstruction and KL (``loss.reduction``), posterior samples in training (``sample_posterior``,
+``d8_latent``), KL weight 1e-6, adaptive GAN weight 0.5 from ``disc_start`` 50001, Adam(0.5, 0.9) without weight
+decay or gradient clipping, and ``train.scale_lr`` (base lr x batch x processes x accumulation).
 
 Images are in [-1, 1]. Latents are compared unscaled (D4 and D8 share SD's space and scaling 0.18215).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,12 +27,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from ..losses.vae_loss import ReconstructionLoss, VAEGANLoss
+from ..flops import SD21_VAE_CONFIG
+from ..losses.vae_loss import REDUCTIONS, ReconstructionLoss, VAEGANLoss, kl_loss, latent_l2_loss
 from ..models.loading import SD21_BASE
-from ..models.vae import build_vae_d4, load_vae_d4, load_vae_d8
+from ..models.vae import VAE_VARIANTS, build_vae_d4, load_vae_d4, load_vae_d8
 from .core import Stage, TrainConfig, make_optimizer, make_scheduler
 
+log = logging.getLogger(__name__)
+
 MODES = ("stage1", "stage2", "scratch", "align", "teacher")
+D8_VARIANT = "d8"  # SD 2.1's VAE-D8 layout (4 stages 128/256/512/512 + mid block), a diffusers AutoencoderKL
+VARIANTS = (*VAE_VARIANTS, D8_VARIANT)
 
 
 @dataclass
@@ -37,14 +50,15 @@ class VAEDataConfig:
 
 @dataclass
 class VAELossConfig:
-    l1_weight: float = 1.0
-    lpips_weight: float = 1.0
+    l1_weight: float = 1.0  # LDM pixelloss_weight
+    lpips_weight: float = 1.0  # LDM perceptual_weight
     lpips_backbone: str = "pretrained"  # "random" only for toy runs without VGG weights
-    disc_weight: float = 0.5
-    disc_start: int = 50001  # LDM's kl-f8 default: train the decoder alone first
-    disc_lr: Optional[float] = None  # defaults to train.lr
-    disc_ndf: int = 64
-    kl_weight: float = 0.0  # stage 2: the frozen decoder already pins the latent space; a KL prior would pull it off
+    reduction: str = "sum"  # LDM: torch.sum(nll) / B and torch.sum(kl) / B; "mean" divides both by C*H*W too
+    disc_weight: float = 0.5  # LDM kl-f8 lossconfig disc_weight
+    disc_start: int = 50001  # LDM kl-f8 lossconfig disc_start: the decoder trains alone first
+    disc_lr: Optional[float] = None  # LDM: the discriminator's Adam has the autoencoder's lr (the default)
+    disc_ndf: int = 64  # taming NLayerDiscriminator ndf
+    kl_weight: float = 1.0e-6  # LDM kl-f8 lossconfig kl_weight (stage 2 too: LDM's value, the paper is silent)
     align_weight: float = 1.0  # T2 only
 
 
@@ -52,27 +66,31 @@ class VAELossConfig:
 class VAETransferConfig:
     mode: str = "stage1"
     sd_model: str = SD21_BASE  # SD 2.1 folder or hub id: its vae/ is the frozen VAE-D8
-    variant: str = "d4"  # d4 | v1 | v2 (Table 5)
-    vae_kwargs: dict = field(default_factory=dict)  # overrides of the VAE-D4 config (tiny runs)
+    variant: str = "d4"  # d4 | v1 | v2 (Table 5) | d8 (mode=scratch only: SD's VAE-D8 layout)
+    vae_kwargs: dict = field(default_factory=dict)  # overrides of the variant's config (tiny runs)
     decoder_from: Optional[str] = None  # stage 2: the stage-1 export folder
-    d8_latent: str = "mode"  # mode | sample (see below)
+    sample_posterior: bool = True  # LDM AutoencoderKL.forward(sample_posterior=True): train on z ~ q(z|x)
+    d8_latent: str = "sample"  # stage 1: what the D4 decoder reads; LDM's decoder always reads posterior samples
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
     loss: VAELossConfig = field(default_factory=VAELossConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_name="vae"))
+    # LDM configure_optimizers: Adam(betas=(0.5, 0.9)), no weight decay (AdamW with weight_decay=0 is Adam);
+    # no gradient clipping (Lightning's gradient_clip_val=0, which LDM's configs never set).
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        run_name="vae", adam_beta1=0.5, adam_beta2=0.9, weight_decay=0.0, max_grad_norm=0.0))
 
 
 class _Autoencode(nn.Module):
     """What the trained VAE computes in each mode, behind one forward() so DDP sees it."""
 
-    def __init__(self, vae: nn.Module, mode: str):
+    def __init__(self, vae: nn.Module, mode: str, sample_posterior: bool):
         super().__init__()
-        self.vae, self.mode = vae, mode
+        self.vae, self.mode, self.sample_posterior = vae, mode, sample_posterior
 
     def forward(self, x: torch.Tensor, z_d8: torch.Tensor | None):
         if self.mode == "stage1":  # decode the teacher's latent
             return self.vae.decode(z_d8).sample, None
         posterior = self.vae.encode(x).latent_dist
-        z = posterior.mode() if self.mode == "stage2" else posterior.sample()
+        z = posterior.sample() if self.sample_posterior else posterior.mode()
         return self.vae.decode(z).sample, posterior
 
 
@@ -88,6 +106,12 @@ class VAETransferStage(Stage):
             raise ConfigError(f"mode must be one of {MODES}, got '{cfg.mode}'")
         if cfg.d8_latent not in ("mode", "sample"):
             raise ConfigError(f"d8_latent must be 'mode' or 'sample', got '{cfg.d8_latent}'")
+        if cfg.loss.reduction not in REDUCTIONS:
+            raise ConfigError(f"loss.reduction must be one of {REDUCTIONS}, got '{cfg.loss.reduction}'")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {VARIANTS}, got '{self.variant}'")
+        if self.variant == D8_VARIANT and cfg.mode != "scratch" and cfg.mode != "teacher":
+            raise ConfigError("variant=d8 (a VAE-D8) is only trained with mode=scratch")
         self.name = f"vae_{cfg.mode}"
         device = accelerator.device
         # Frozen VAE-D8 teacher (not needed to train the teacher itself or T1).
@@ -98,35 +122,47 @@ class VAETransferStage(Stage):
         self._freeze_for_mode()
         if cfg.train.gradient_checkpointing:
             self.vae.enable_gradient_checkpointing()
-        self.model = accelerator.prepare(_Autoencode(self.vae, cfg.mode))
-        rec = ReconstructionLoss(cfg.loss.l1_weight, cfg.loss.lpips_weight, cfg.loss.lpips_backbone).to(device)
-        use_gan = cfg.mode in ("stage1", "scratch", "teacher") and cfg.loss.disc_weight > 0
+        self.model = accelerator.prepare(_Autoencode(self.vae, cfg.mode, cfg.sample_posterior))
+        rec = ReconstructionLoss(cfg.loss.l1_weight, cfg.loss.lpips_weight, cfg.loss.lpips_backbone,
+                                 cfg.loss.reduction).to(device)
+        use_gan = cfg.mode != "stage2" and cfg.loss.disc_weight > 0
+        if cfg.mode == "stage2" and cfg.loss.disc_weight > 0:
+            log.info("stage 2 trains without GAN (paper Sec. 3.2, Eq. 4): loss.disc_weight=%g ignored",
+                        cfg.loss.disc_weight)
         self.gan = VAEGANLoss(rec, cfg.loss.disc_weight if use_gan else 0.0, cfg.loss.disc_start, cfg.loss.disc_ndf).to(device)
         gen_opt = make_optimizer(self.vae.parameters(), cfg.train)
         self.optimizers = [accelerator.prepare(gen_opt)]
         self.schedulers = [make_scheduler(gen_opt, cfg.train)]
+        lrs = {"autoencoder": gen_opt.param_groups[0]["lr"]}
         if use_gan:
             self.gan.discriminator = accelerator.prepare(self.gan.discriminator)
             disc_opt = make_optimizer(self.gan.discriminator.parameters(), cfg.train, lr=cfg.loss.disc_lr)
             self.optimizers.append(accelerator.prepare(disc_opt))
             self.schedulers.append(make_scheduler(disc_opt, cfg.train))
+            lrs["discriminator"] = disc_opt.param_groups[0]["lr"]
+        log.info("%s: effective lr %s (scale_lr=%s)", self.name, ", ".join(f"{k} {v:.3e}" for k, v in lrs.items()),
+                 cfg.train.scale_lr)
+        self.effective_lr = lrs
         self.train_dataset = _hr_dataset(cfg.data.sources, cfg.data.crop_size, cfg.train.seed)
         self._val_images = None
 
+    @property
+    def variant(self) -> str:
+        return D8_VARIANT if self.cfg.mode == "teacher" else self.cfg.variant
+
     def _build_vae(self) -> nn.Module:
         cfg = self.cfg
-        if cfg.mode == "teacher":
+        if self.variant == D8_VARIANT:
             from diffusers import AutoencoderKL
 
-            from ..testing import tiny_vae_d8_config
-
-            return AutoencoderKL(**{**tiny_vae_d8_config(), **cfg.vae_kwargs})
-        vae = build_vae_d4(cfg.variant, **cfg.vae_kwargs)
+            return AutoencoderKL(**{**SD21_VAE_CONFIG, **cfg.vae_kwargs})
+        vae = build_vae_d4(self.variant, **cfg.vae_kwargs)
         if cfg.mode == "stage2":
             if not cfg.decoder_from:
                 raise ConfigError("mode=stage2 needs decoder_from=<stage-1 export folder>")
             trained = load_vae_d4(cfg.decoder_from)
-            vae.load_state_dict(trained.state_dict())  # the stage-1 decoder (and post_quant_conv) carry over
+            # the stage-1 decoder and post_quant_conv carry over; the encoder is the stage-1 run's untouched init
+            vae.load_state_dict(trained.state_dict())
         return vae
 
     def _freeze_for_mode(self) -> None:
@@ -146,29 +182,36 @@ class VAETransferStage(Stage):
         return mods
 
     @torch.no_grad()
-    def d8_latent(self, x: torch.Tensor) -> torch.Tensor:
+    def d8_latent(self, x: torch.Tensor, sample: bool | None = None) -> torch.Tensor:
         """Unscaled D8 latent of the 2x bicubic-upsampled image: (B, 4, H/4, W/4), the D4 latent's size.
 
-        The posterior mode by default: the SD posterior's std is tiny, and at inference the CE-UNet hands the
-        decoder a point estimate, not a sample; ``d8_latent=sample`` trains on samples instead.
+        A posterior sample by default (``d8_latent=sample``): LDM's decoder is only ever trained on
+        ``posterior.sample()`` (AutoencoderKL.forward, sample_posterior=True), so the stage-1 decoder, which stands in
+        for it, reads what SD's decoder was trained to read. ``d8_latent=mode`` trains on the posterior mean instead.
         """
         up2 = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
         dist = self.vae_d8.encode(up2).latent_dist
-        return dist.mode() if self.cfg.d8_latent == "mode" else dist.sample()
+        if sample is None:
+            sample = self.cfg.d8_latent == "sample"
+        return dist.sample() if sample else dist.mode()
 
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         cfg, acc = self.cfg, self.accelerator
         x = batch["hr"] * 2 - 1  # (B, 3, S, S) in [-1, 1]
-        z_d8 = self.d8_latent(x) if self.vae_d8 is not None else None
+        z_d8 = None
+        if cfg.mode == "stage1":
+            z_d8 = self.d8_latent(x)
+        elif cfg.mode == "align":  # T2's target: the D8 posterior mean (a deterministic target for an L2 loss)
+            z_d8 = self.d8_latent(x, sample=False)
         x_rec, posterior = self.model(x, z_d8)
-        last_layer = self.vae.decoder.conv_out.weight
+        last_layer = self.vae.decoder.conv_out.weight  # LDM get_last_layer()
         loss, logs = self.gan.generator_loss(x_rec, x, step, last_layer)
         if posterior is not None and cfg.loss.kl_weight > 0:
-            kl = posterior.kl().mean()
+            kl = kl_loss(posterior, x, cfg.loss.reduction)  # same reduction as the reconstruction
             loss = loss + cfg.loss.kl_weight * kl
             logs["kl"] = kl.detach()
-        if cfg.mode == "align":  # T2: pull the D4 latent onto D8's with an L2 loss
-            align = F.mse_loss(posterior.mode(), z_d8)
+        if cfg.mode == "align":  # T2: pull the D4 latent (posterior mean) onto D8's with an L2 loss
+            align = latent_l2_loss(posterior.mode(), z_d8, x, cfg.loss.reduction)
             loss = loss + cfg.loss.align_weight * align
             logs["align"] = align.detach()
         acc.backward(loss)
@@ -190,7 +233,7 @@ class VAETransferStage(Stage):
             self._val_images = torch.stack([_center_crop(pil_to_tensor(read_image(f)), s) for f in files])
         x = self._val_images.to(self.accelerator.device) * 2 - 1
         self.model.eval()
-        z_d8 = self.d8_latent(x) if self.vae_d8 is not None else None
+        z_d8 = self.d8_latent(x, sample=False) if self.vae_d8 is not None else None  # evaluation: the mean
         x_rec = self.model(x, z_d8)[0].clamp(-1, 1) if self.cfg.mode == "stage1" else \
             self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         self.model.train()
