@@ -106,7 +106,11 @@ def main(argv=None) -> int:
     print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({k: {"params": c.params, "flops": c.flops} for k, c in res.items()}, indent=2))
+        out = dict(res)
+        if tagger is not None:  # Table 4's totals include the DAPE tagger (its Swin-L image encoder, counted here)
+            out.update(tagger=tagger, osediff_total_with_tagger=res["osediff_total"] + tagger,
+                       tvt_total_with_tagger=res["tvt_total"] + tagger)
+        args.json.write_text(json.dumps({k: {"params": c.params, "flops": c.flops} for k, c in out.items()}, indent=2))
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         head = [f"# Complexity: params and FLOPs at {args.image_size}x{args.image_size} output",
