@@ -1,23 +1,129 @@
-"""YAML configs checked against dataclass schemas (OmegaConf structured configs).
+"""Configs: a dataclass schema, filled from a YAML file and command-line overrides (OmegaConf structured configs).
 
-    cfg = load_config(VAEStage1Config, "configs/vae_stage1.yaml", ["train.lr=1e-4"])
+One grammar for every command and for notebooks:
+
+    cfg = load_config(ISRConfig, ["--config", "configs/isr.yaml", "train.lr=1e-4", "--train.max_steps", "10"])
+
+    --config FILE            YAML file (keys as in the schema)
+    key=value                any key, dotted for nested ones (train.lr=1e-4, data.sources=[a,b])
+    --key value, --key=value the same (dashes in names may be underscores: --tile-size = tile_size=)
+    --flag                   true, for a boolean key
+    -x value                 a short alias the command declares (e.g. -i for input)
+    value                    appended to the command's positional list key, if it declares one
+    -h, --help               HelpRequested, whose text lists every key with its type, default and comment
 
 An unknown or mistyped key, or a value of the wrong type, raises ConfigError naming it.
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
+__all__ = ["ConfigError", "HelpRequested", "load_config", "to_yaml", "config_help"]
 
-class ConfigError(ValueError):
-    """A config file or override does not match its schema."""
+
+class HelpRequested(Exception):
+    """``-h``/``--help`` was given; ``str(exc)`` is the help text."""
+
+
+def load_config(schema: type[T], argv: Sequence[str] | str | Path | None = (), overrides: Sequence[str] = (), *,
+                aliases: dict[str, str] | None = None, positional: str | None = None, doc: str = "",
+                prog: str = "") -> T:
+    """Schema defaults <- ``--config`` YAML <- overrides, as a typed dataclass instance (see the module docstring).
+
+    ``load_config(schema, path, overrides)`` (a YAML path, then ``key=value`` strings) is the same as
+    ``load_config(schema, ["--config", path, *overrides])``.
+    """
+    if argv is None or isinstance(argv, (str, Path)):
+        argv = (["--config", str(argv)] if argv is not None else []) + list(overrides)
+    path, dotlist = _parse(schema, list(argv), aliases or {}, positional, doc, prog)
+    return _build(schema, path, dotlist)
+
+
+def _parse(schema, argv: list[str], aliases: dict[str, str], positional: str | None, doc: str, prog: str):
+    bools = {k for k, t, _, _ in _leaves(schema) if t is bool}
+    path, dotlist, rest = None, [], []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok in ("-h", "--help"):
+            raise HelpRequested(config_help(schema, doc, prog, aliases, positional))
+        if tok.startswith("-") and not _is_number(tok):
+            name, eq, value = tok.partition("=")
+            key = aliases.get(name) or name.lstrip("-").replace("-", "_")
+            if not eq:
+                if key in bools and (i >= len(argv) or argv[i].startswith("-") or "=" in argv[i]):
+                    value = "true"
+                elif i < len(argv):
+                    value, i = argv[i], i + 1
+                else:
+                    raise ConfigError(f"option {name} needs a value")
+            if key == "config":
+                if path is not None:
+                    raise ConfigError("--config given twice")
+                path = value
+            else:
+                dotlist.append(f"{key}={value}")
+        elif "=" in tok:
+            dotlist.append(tok)
+        else:
+            rest.append(tok)
+    if rest:
+        if positional is None:
+            raise ConfigError(f"unexpected argument(s) {rest}: overrides look like key=value")
+        dotlist.append(f"{positional}=[{','.join(_quote(r) for r in rest)}]")
+    return path, dotlist
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def _build(schema: type[T], path: str | Path | None, dotlist: list[str]) -> T:
+    base = OmegaConf.structured(schema)
+    layers = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            layers.append(OmegaConf.load(path))
+        except Exception as err:  # a YAML syntax error: say which file and where
+            raise ConfigError(f"cannot read config {path}: {str(err).splitlines()[0]}") from None
+    if dotlist:
+        try:
+            layers.append(OmegaConf.from_dotlist(dotlist))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"bad override in {dotlist}: {_describe(err)}") from None
+    try:
+        merged = OmegaConf.merge(base, *layers)
+        OmegaConf.resolve(merged)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid config{where}: {_describe(err)}") from None
+    except (ValueError, TypeError) as err:  # a schema's __post_init__ check
+        raise ConfigError(str(err)) from None
 
 
 def _describe(err: OmegaConfBaseException) -> str:
@@ -26,29 +132,61 @@ def _describe(err: OmegaConfBaseException) -> str:
     return f"key '{key}': {msg}" if key else msg
 
 
-def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Merge schema defaults <- YAML file <- ``key=value`` overrides; return a typed dataclass instance."""
-    base = OmegaConf.structured(schema)
-    layers = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        layers.append(OmegaConf.load(path))
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"overrides must look like key=value, got: {bad}")
-    if overrides:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-    try:
-        merged = OmegaConf.merge(base, *layers)
-        OmegaConf.resolve(merged)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid config{where}: {_describe(err)}") from None
-
-
 def to_yaml(cfg: Any) -> str:
     """The resolved config as YAML (saved into every run folder)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg) if dataclasses.is_dataclass(cfg) else cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# --help: every key with its type, default and the comment beside it in the schema's source
+# ---------------------------------------------------------------------------------------------
+def config_help(schema: type, doc: str = "", prog: str = "", aliases: dict[str, str] | None = None,
+                positional: str | None = None) -> str:
+    usage = f"usage: {prog or 'command'} [--config FILE] [key=value | --key value ...]"
+    if positional:
+        usage += f" [{positional} ...]"
+    lines = [usage, ""]
+    if doc:
+        lines += [doc.strip(), ""]
+    if aliases:
+        lines += ["aliases: " + ", ".join(f"{a} = --{k}" for a, k in aliases.items()), ""]
+    lines.append("keys (type, default):")
+    rows = [(k, f"{_type_name(t)}, {d!r}", c) for k, t, d, c in _leaves(schema)]
+    width = max(len(k) for k, _, _ in rows)
+    lines += [f"  {k:<{width}}  ({td})" + (f"  {c}" if c else "") for k, td, c in rows]
+    return "\n".join(lines)
+
+
+def _leaves(schema: type, prefix: str = ""):
+    """(dotted key, type, default, comment) of every leaf field of a dataclass schema."""
+    comments = _comments(schema)
+    hints = typing.get_type_hints(schema)
+    instance = schema()
+    for f in dataclasses.fields(schema):
+        t, value = hints[f.name], getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(type(value), f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", _unwrap_optional(t), value, comments.get(f.name, "")
+
+
+def _unwrap_optional(t):
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return args[0] if typing.get_origin(t) is typing.Union and len(args) == 1 else t
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _comments(schema: type) -> dict[str, str]:
+    try:
+        source = inspect.getsource(schema)
+    except (OSError, TypeError):
+        return {}
+    found = {}
+    for line in source.splitlines():
+        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    return found

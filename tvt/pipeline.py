@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from .colorfix import apply_color_fix
+from .errors import InputError
 from .io import pil_to_tensor, read_image, tensor_to_pil
 from .models.generator import OneStepGenerator
 from .prompts import DAPE_WEIGHTS, RAM_WEIGHTS, PromptExtractor, PromptSpec, encode_prompts, official_inference_prompt
@@ -40,7 +41,7 @@ TILE_OUTPUT_PX = 768
 OVERLAP_OUTPUT_PX = 256
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(InputError):
     """An input image is too small or would give an output too large for the configured limits."""
 
 

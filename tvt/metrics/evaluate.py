@@ -20,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import InputError
 from ..io import ImageReadError, atomic_path, list_images, pil_to_tensor, read_image, save_image
 from .registry import (METRICS, TABLE2_METRICS, MetricUnavailable, build_metric, get_spec, lower_better, parse_metric_list)
 
@@ -28,7 +29,7 @@ DATASETS_YAML = REPO_ROOT / "configs" / "datasets.yaml"
 EXIT_OK, EXIT_UNAVAILABLE, EXIT_INPUT = 0, 1, 2
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputError):
     """Bad inputs: unmatched names, size mismatches, unknown dataset/metric, missing folders."""
 
 

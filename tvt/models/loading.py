@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import TVTError
+
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(TVTError, FileNotFoundError):
     """Pretrained weights are not available locally and cannot be downloaded."""
 
 

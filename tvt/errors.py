@@ -1,0 +1,17 @@
+"""Errors a user can fix: every command turns these into one line naming the problem (no traceback).
+
+Library code raises them; the command-line boundary (scripts/_cli.py) prints ``error: <message>`` and exits
+with a non-zero code. Anything else is a bug and keeps its traceback.
+"""
+
+
+class TVTError(Exception):
+    """Base of the errors caused by inputs, files or settings rather than by the code."""
+
+
+class ConfigError(TVTError, ValueError):
+    """A config file or override does not match its schema."""
+
+
+class InputError(TVTError, ValueError):
+    """A bad user input: an unreadable or too small image, mismatched folders, a bad option value."""
