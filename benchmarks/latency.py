@@ -27,34 +27,23 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from tvt.models.sd21 import SD21_SCHEDULER_CONFIG, SD21_UNET_CONFIG, SD21_VAE_CONFIG
+from tvt.pipeline import DTYPES, OVERLAP_OUTPUT_PX, TILE_OUTPUT_PX
 
-# SD 2.1-base configs (unet/config.json, vae/config.json of stabilityai/stable-diffusion-2-1-base)
-SD21_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True, norm_num_groups=32,
-)
-SD21_VAE = dict(
-    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, norm_num_groups=32,
-    sample_size=768, scaling_factor=0.18215,
-)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def ce_unet_config() -> dict:
     """The CE-UNet (Sec. 3.3) derived from the SD 2.1-base config by tvt.models.ce_unet."""
     from tvt.models.ce_unet import ce_unet_config as from_sd
 
-    return from_sd(dict(SD21_UNET))
+    return from_sd(SD21_UNET_CONFIG)
 
 
 def self_attention_macs(cfg: dict, latent_h: int, latent_w: int) -> int:
     """MACs of the self-attention matmuls (QK^T and AV: 2 N^2 C per transformer block) of a diffusers UNet.
 
-    The paper's FLOPs leave these out (shared/REFERENCE.md); they grow with the square of the token count,
+    The paper's FLOPs leave these out (tvt.flops); they grow with the square of the token count,
     so a level at full latent resolution (the CE-UNet's new first level) costs a lot at 512 px and above.
     Cross-attention over 77 text tokens is negligible and not counted.
     """
@@ -75,7 +64,7 @@ def build(arch: str):
     torch.manual_seed(0)
     if arch == "tvt":
         return build_vae_d4("d4"), UNet2DConditionModel(**ce_unet_config()), "tvt.models.ce_unet.ce_unet_config"
-    return AutoencoderKL(**SD21_VAE), UNet2DConditionModel(**SD21_UNET), "SD 2.1-base config"
+    return AutoencoderKL(**SD21_VAE_CONFIG), UNet2DConditionModel(**SD21_UNET_CONFIG), "SD 2.1-base config"
 
 
 def worker(args) -> dict:
@@ -83,14 +72,13 @@ def worker(args) -> dict:
     from diffusers import DDPMScheduler
 
     from tvt.models.generator import OneStepGenerator
-    from tvt.pipeline import OVERLAP_OUTPUT_PX, TILE_OUTPUT_PX, tiled_apply
-    from tvt.testing import SD21_SCHEDULER
+    from tvt.models.vae import enable_vae_tiling
 
     torch.set_num_threads(args.threads) if args.threads else None
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     t0 = time.perf_counter()
     vae, unet, source = build(args.arch)
-    gen = OneStepGenerator(vae, unet, DDPMScheduler(**SD21_SCHEDULER).alphas_cumprod).eval().requires_grad_(False)
+    gen = OneStepGenerator(vae, unet, DDPMScheduler(**SD21_SCHEDULER_CONFIG).alphas_cumprod).eval().requires_grad_(False)
     gen.to(device)
     if dtype != torch.float32:  # built in fp32
         unet.to(dtype=dtype)
@@ -110,10 +98,9 @@ def worker(args) -> dict:
             torch.cuda.synchronize()
 
     # --tiled: the pipeline's default tiles (768 / 256 output px, latent and VAE); otherwise whole images
-    f = gen.scale_factor
-    tile, overlap = (TILE_OUTPUT_PX // f, OVERLAP_OUTPUT_PX // f) if args.tiled else (0, 0)
     if args.tiled:
-        vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = True, TILE_OUTPUT_PX, TILE_OUTPUT_PX // f
+        gen.enable_tiling(TILE_OUTPUT_PX // gen.scale_factor, OVERLAP_OUTPUT_PX // gen.scale_factor)
+        enable_vae_tiling(vae, TILE_OUTPUT_PX)
     results = []
     for size in args.sizes:
         x = torch.rand(1, 3, size, size, device=device) * 2 - 1
@@ -131,7 +118,7 @@ def worker(args) -> dict:
                     if stage == "encode":
                         z = gen.encode(x)
                     elif stage == "denoise":
-                        z0 = tiled_apply(lambda zt: gen.denoise(zt, emb), z, tile, overlap)
+                        z0 = gen.denoise(z, emb)
                     else:
                         sr = gen.decode(z0)
                 sync()
@@ -195,7 +182,7 @@ def write_markdown(path: Path, runs: dict, args, total_s: float) -> None:
     ce_cfg = ce_unet_config()
     attn = ", ".join(
         f"{n}x{n}: CE-UNet {self_attention_macs(ce_cfg, n // 4, n // 4) / 1e12:.3f}T vs SD UNet "
-        f"{self_attention_macs(SD21_UNET, n // 8, n // 8) / 1e12:.3f}T" for n in (512, 1024))
+        f"{self_attention_macs(SD21_UNET_CONFIG, n // 8, n // 8) / 1e12:.3f}T" for n in (512, 1024))
     lines += ["", "Self-attention matmul MACs per image (QK^T and AV, which the paper's FLOPs leave out; computed from "
               f"the configs): {attn}. At 512 px the CE-UNet's new full-resolution level attends over 128x128 = 16384 "
               "tokens, which is why its UNet stage is much slower than its 0.73T conv/linear MACs suggest."]

@@ -1,16 +1,20 @@
 """The command-line boundary shared by every script: config parsing, logging, and one-line errors.
 
-    def main(argv=None):
-        cfg = parse(InferConfig, argv, __doc__, aliases={"-i": "input"})
+    @command(InferConfig, aliases={"-i": "input", "-o": "output"})
+    def main(cfg: InferConfig) -> int:
         ...
-    if __name__ == "__main__":
-        sys.exit(run(main))
 
-Errors a user can fix (tvt.errors.TVTError, missing files) print ``error: <message>`` and exit 2; Ctrl-C exits
-130 with one line; anything else is a bug and keeps its traceback.
+    if __name__ == "__main__":
+        sys.exit(main())
+
+``main(argv=None)`` parses ``argv`` (default: the command line) with tvt.config's grammar against the schema; the
+module docstring is the ``--help`` text. Errors a user can fix (tvt.errors.TVTError, missing files) print
+``error: <message>`` and return 2; Ctrl-C prints one line and returns 130; anything else is a bug and keeps its
+traceback. The console commands of pyproject.toml call the same ``main``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -21,20 +25,31 @@ from tvt.errors import TVTError
 
 T = TypeVar("T")
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
+QUIET = ("accelerate", "diffusers", "transformers", "torch", "PIL", "matplotlib", "httpx", "huggingface_hub")
 
 
-def parse(schema: type[T], argv: Sequence[str] | None, doc: str | None, **kwargs) -> T:
-    """``load_config`` on the command line's arguments (``sys.argv[1:]`` when ``argv`` is None)."""
-    prog = Path(sys.argv[0]).name
-    return load_config(schema, sys.argv[1:] if argv is None else list(argv), doc=doc or "", prog=prog, **kwargs)
+def command(schema: type[T], *, aliases: dict[str, str] | None = None, positional: str | None = None):
+    """Turn ``fn(cfg) -> int`` into ``main(argv=None) -> int`` (see the module docstring)."""
+    def wrap(fn: Callable[[T], int | None]) -> Callable[[Sequence[str] | None], int]:
+        doc = sys.modules[fn.__module__].__doc__ or ""
+
+        @functools.wraps(fn)
+        def main(argv: Sequence[str] | None = None) -> int:
+            def body() -> int | None:
+                cfg = load_config(schema, sys.argv[1:] if argv is None else list(argv), aliases=aliases,
+                                  positional=positional, doc=doc, prog=Path(sys.argv[0]).name)
+                return fn(cfg)
+            return run(body)
+        return main
+    return wrap
 
 
-def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+def run(body: Callable[[], int | None]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("accelerate", "diffusers", "transformers", "torch", "PIL", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # their INFO lines hide ours
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)  # their INFO lines would hide ours
     try:
-        return main(argv) or 0
+        return body() or 0
     except HelpRequested as help_text:
         print(help_text)
         return 0
@@ -42,6 +57,11 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
 
+
+def parse(schema: type[T], argv: Sequence[str] | None, doc: str | None, **kwargs) -> T:
+    """``load_config`` on the command line's arguments (``sys.argv[1:]`` when ``argv`` is None)."""
+    return load_config(schema, sys.argv[1:] if argv is None else list(argv), doc=doc or "",
+                       prog=Path(sys.argv[0]).name, **kwargs)

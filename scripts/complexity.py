@@ -119,7 +119,7 @@ def main(argv=None) -> int:
                 f"Machine: {machine()}. Counts are analytic (models built on the meta device with full-size "
                 "SD 2.1-base configs, no weights), so they do not depend on the machine; no GPU was used.",
                 "FLOPs = MACs of convolution and linear layers (torch FlopCounterMode convolution + addmm + mm, halved); "
-                "attention QK^T / AV products are listed apart and not counted (REFERENCE.md).",
+                "attention QK^T / AV products are listed apart and not counted, as the paper's FLOPs leave them out.",
                 "", ""]
         args.markdown.write_text("\n".join(head) + text + "\n")
     return 0

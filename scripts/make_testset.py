@@ -1,28 +1,38 @@
-"""Build a synthetic HR/LR test set with the Real-ESRGAN degradation (fixed seed; reruns are byte-identical).
+"""Build a synthetic HR/LR test set with the Real-ESRGAN degradation (fixed seed: reruns are byte-identical).
 
-    python scripts/make_testset.py --hr data/DIV2K_valid_HR --out data/synthetic_test --size 512 --seed 0
+    python scripts/make_testset.py --hr data/DIV2K_valid_HR --out data/DIV2K-val --size 512 --seed 0
+
+Writes OUT/HR/*.png (centre crops; smaller images reflect-padded), OUT/LR/*.png and OUT/manifest.json.
 """
-import argparse
+import sys
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
+from omegaconf import MISSING
 
 from tvt.data.testset import make_testset
+from tvt_scripts._cli import command
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hr", required=True, help="folder, image, glob or .txt list of HR images")
-    p.add_argument("--out", required=True, help="output folder (gets HR/, LR/, manifest.json)")
-    p.add_argument("--size", type=int, default=512, help="HR centre-crop size (smaller images are reflect-padded)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default="configs/degradation/realesrgan.yaml", help="degradation YAML or name")
-    p.add_argument("--num", type=int, default=None, help="use only the first N images")
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args()
+@dataclass
+class TestsetConfig:
+    hr: str = MISSING  # folder, image, glob or .txt list of HR images (required)
+    out: str = MISSING  # output folder (gets HR/, LR/, manifest.json) (required)
+    size: int = 512  # HR centre-crop size
+    seed: int = 0
+    degradation: str = "realesrgan"  # a degradation preset (realesrgan, tiny) or a YAML file
+    num: Optional[int] = None  # only the first N images
+    device: str = "cpu"  # CPU and CUDA noise streams differ: the manifest records it
+
+
+@command(TestsetConfig)
+def main(cfg: TestsetConfig) -> int:
     torch.set_grad_enabled(False)
-    m = make_testset(args.hr, args.out, args.size, args.seed, args.config, args.num, args.device)
-    print(f"wrote {len(m['sources'])} HR/LR pairs to {args.out}")
+    m = make_testset(cfg.hr, cfg.out, cfg.size, cfg.seed, cfg.degradation, cfg.num, cfg.device)
+    print(f"wrote {len(m['sources'])} HR/LR pairs and manifest.json to {cfg.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -58,6 +58,7 @@ def test_one_grammar_for_flags_overrides_aliases_and_positionals(tmp_path):
     assert (cfg.input, cfg.upscale, cfg.overwrite, cfg.tile_size) == ("x.png", 2, True, 64)
     assert cfg.train.lr == 0.5 and cfg.train.steps == 7 and cfg.files == ["a.json", "b.json"]
     assert load_config(_Cli, ["--overwrite=false", "--upscale", "-1"]).upscale == -1  # a negative number is a value
+    assert load_config(_Cli, ["--files", "a:1,2", "--files", "b=c"]).files == ["a:1,2", "b=c"]  # repeated list flag
     with pytest.raises(ConfigError, match="unexpected"):
         load_config(_Cli, ["stray"])
     with pytest.raises(ConfigError, match="upscale"):

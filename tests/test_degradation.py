@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tvt._compat import import_basicsr
 from tvt.config import ConfigError
 from tvt.data.degradation import (
+    config_path,
     DegradationConfig,
     RealESRGANDegradation,
     SeparableUSMSharp,
@@ -43,7 +44,7 @@ def hf_energy(x):
 
 
 def test_configs_load_and_validate():
-    full, tiny = load_degradation_config("realesrgan"), load_degradation_config("configs/degradation/tiny.yaml")
+    full, tiny = load_degradation_config("realesrgan"), load_degradation_config(config_path("tiny"))
     assert full == DegradationConfig()  # YAML == Real-ESRGAN defaults in the dataclass
     assert not full.use_usm  # as the official OSEDiff/TVT loaders
     assert tiny.blur_kernel_size == tiny.blur_kernel_size2 == 7

@@ -1,4 +1,5 @@
-"""scripts/eval.py and scripts/compare.py end to end on tiny folders (in-process through their main())."""
+"""scripts/eval.py and scripts/compare.py end to end on tiny folders (in-process through their main()):
+outputs agree, every bad input is one line with a non-zero exit, comparisons use the images all methods share."""
 import csv
 import json
 import shutil
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tvt.metrics.evaluate import main as eval_main
-from tvt.metrics.report import main as compare_main
+from tvt_scripts.compare import main as compare_main
+from tvt_scripts.eval import main as eval_main
 
 
 def _img(path, seed, size=32):
@@ -29,7 +30,7 @@ def folders(tmp_path):
 def test_outputs_agree(folders, tmp_path):
     pred, gt = folders
     out = tmp_path / "out"
-    assert eval_main(["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,ssim", "--out", str(out), "--no-progress"]) == 0
+    assert eval_main(["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,ssim", "--out", str(out), "--progress=false"]) == 0
     rows = list(csv.DictReader(open(out / "per_image.csv")))
     assert [r["name"] for r in rows] == ["a", "b", "c"]
     summary = json.loads((out / "summary.json").read_text())
@@ -45,19 +46,20 @@ def test_unmatched_and_size_mismatch(folders, tmp_path, capsys):
     _img(pred / "only_pred.png", 5)
     _img(gt / "only_gt.png", 6)
     _img(pred / "b.png", 7, size=40)  # b: size mismatch
-    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr", "--no-progress"]
+    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr", "--progress=false"]
     assert eval_main(args + ["--out", str(tmp_path / "o1")]) == 2
     err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")  # one line, no traceback
     assert "only in pred: only_pred" in err and "only in gt: only_gt" in err and "size mismatch: b" in err
-    assert not (tmp_path / "o1" / "summary.json").exists()
-    assert eval_main(args + ["--out", str(tmp_path / "o2"), "--allow-missing"]) == 0
+    assert not (tmp_path / "o1").exists()  # nothing half-written
+    assert eval_main(args + ["--out", str(tmp_path / "o2"), "--allow_missing"]) == 0
     summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
     assert summary["num_images"] == 2 and len(summary["skipped"]) == 3
 
 
 def test_unavailable_metric_reported_exit_0_unless_strict(folders, tmp_path):
     pred, gt = folders
-    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,lpips", "--no-progress"]
+    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,lpips", "--progress=false"]
     assert eval_main(args + ["--out", str(tmp_path / "o")]) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert "psnr" in summary and "lpips" not in summary
@@ -68,7 +70,7 @@ def test_unavailable_metric_reported_exit_0_unless_strict(folders, tmp_path):
 
 def test_no_reference_without_gt(folders, tmp_path):
     pred, _ = folders
-    assert eval_main(["--pred", str(pred), "--metrics", "niqe", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert eval_main(["--pred", str(pred), "--metrics", "niqe", "--out", str(tmp_path / "o"), "--progress=false"]) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["num_images"] == 3 and "niqe" in summary["unavailable"]  # its .mat is absent offline
     assert eval_main(["--pred", str(pred), "--metrics", "psnr", "--out", str(tmp_path / "p")]) == 2  # FR needs --gt
@@ -82,8 +84,8 @@ def test_bicubic_on_dataset_and_compare(realsr, tmp_path):
         for n in names:
             shutil.copy(realsr / sub / n, root / sub / n)
     out = tmp_path / "bicubic"
-    assert eval_main(["--model", "bicubic", "--dataset", "RealSR", "--dataset-root", str(root), "--metrics", "psnr",
-                      "--out", str(out), "--no-progress"]) == 0
+    assert eval_main(["--model", "bicubic", "--dataset", "RealSR", "--data_root", str(tmp_path), "--metrics", "psnr",
+                      "--out", str(out), "--progress=false"]) == 0
     assert sorted(p.name for p in (out / "images").iterdir()) == names
     sr = Image.open(out / "images" / names[0])
     assert sr.size == Image.open(root / "HR" / names[0]).size
@@ -95,7 +97,41 @@ def test_bicubic_on_dataset_and_compare(realsr, tmp_path):
     fig = tmp_path / "fig.png"
     stem = names[0].rsplit(".", 1)[0]
     assert compare_main([str(out / "summary.json"), str(out / "summary.json"), "--names", "Bicubic,Again",
-                         "--out", str(table), "--crops", f"{stem}:100,100,64,64",
-                         "--dirs", f"lr={root / 'LR'}", f"bicubic={out / 'images'}", f"hr={root / 'HR'}",
-                         "--figure", str(fig)]) == 0
+                         "--out", str(table), "--crops", f"{stem}:100,100,64,64", "--dirs", f"lr={root / 'LR'}",
+                         "--dirs", f"bicubic={out / 'images'}", "--dirs", f"hr={root / 'HR'}", "--figure", str(fig)]) == 0
     assert "| Bicubic | **" in table.read_text() and Image.open(fig).width > 3 * 256
+
+
+def test_bad_inputs_are_one_line_errors(folders, tmp_path, capsys):
+    pred, gt = folders
+    cases = [["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr,nosuch"],  # unknown metric
+             ["--pred", str(tmp_path / "missing"), "--gt", str(gt)],  # no such folder
+             ["--model", "bicubic", "--dataset", "Nope"],  # unknown dataset
+             ["--model", "bicubic", "--dataset", "RealSR", "--data_root", str(tmp_path)],  # dataset absent there
+             ["--pred", str(pred), "--gt", str(gt), "--bogus", "1"]]  # unknown option
+    for args in cases:
+        assert eval_main(args + ["--out", str(tmp_path / "o"), "--progress=false"]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
+    assert eval_main(["--pred", str(pred)]) == 2 and "out" in capsys.readouterr().err  # out= is required
+
+
+def test_compare_refuses_or_uses_common_images(folders, tmp_path, capsys):
+    pred, gt = folders
+    assert eval_main(["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr", "--out", str(tmp_path / "all"),
+                      "--progress=false"]) == 0
+    (tmp_path / "one").mkdir()
+    for sub in ("gt", "pred"):
+        (tmp_path / "one" / sub).mkdir()
+        shutil.copy(gt / "a.png" if sub == "gt" else pred / "a.png", tmp_path / "one" / sub / "a.png")
+    assert eval_main(["--pred", str(tmp_path / "one" / "pred"), "--gt", str(tmp_path / "one" / "gt"), "--metrics", "psnr",
+                      "--out", str(tmp_path / "single"), "--progress=false"]) == 0
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "all" / "summary.json"), str(tmp_path / "single" / "summary.json")]) == 0
+    out = capsys.readouterr().out
+    assert "compared on the 1 images all evaluations share (all: 3, single: 1)" in out
+    a = json.loads((tmp_path / "single" / "summary.json").read_text())["psnr"]
+    assert f"{a:.2f}" in out.split("\n")[2] and f"{a:.2f}" in out.split("\n")[3]  # both rows: image a's score
+    (tmp_path / "single" / "per_image.csv").unlink()
+    assert compare_main([str(tmp_path / "all" / "summary.json"), str(tmp_path / "single" / "summary.json")]) == 2
+    assert "different numbers of images" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from tvt.config import load_config
-from tvt.data.degradation import load_degradation_config
+from tvt.data.degradation import config_path, load_degradation_config
 from tvt.pipeline import TVTPipeline
 from tvt.train.isr import ISRConfig
 from tvt.train.vae_transfer import VAETransferConfig
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "fidelity.md"
 HEADER = ["setting", "paper", "official release", "config", "key", "ours", "note"]
 CONFIGS = {"isr.yaml": ISRConfig, "vae_stage1.yaml": VAETransferConfig, "vae_stage2.yaml": VAETransferConfig,
-           "vae_t1.yaml": VAETransferConfig, "vae_t2.yaml": VAETransferConfig, "degradation/realesrgan.yaml": None}
+           "vae_t1.yaml": VAETransferConfig, "vae_t2.yaml": VAETransferConfig, "degradation:realesrgan": None}
 # keys that name files, folders or logging, not the method
 NOT_SETTINGS = {"sd_model", "vae_d4", "decoder_from", "prompt.ram_weights", "inference_prompt.ram_weights",
                 "data.val_hr", "data.val_lr", "data.val_dir", "data.num_val", "train.run_name", "train.num_workers",
@@ -44,7 +44,9 @@ def _rows() -> list[dict]:
 
 
 def _literal(cell: str):
-    return yaml.safe_load(cell.strip().strip("`"))
+    """The documented value, with ${data:...}/${weights:...} resolved as the config loader resolves them."""
+    value = yaml.safe_load(cell.strip().strip("`"))
+    return OmegaConf.to_container(OmegaConf.create({"v": value}), resolve=True)["v"]
 
 
 def _same(a, b) -> bool:
@@ -55,9 +57,12 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _path(name: str) -> Path:
+    return config_path(name.split(":", 1)[1]) if name.startswith("degradation:") else ROOT / "configs" / name
+
+
 def _load(name: str):
-    path = ROOT / "configs" / name
-    cfg = load_degradation_config(path) if CONFIGS[name] is None else load_config(CONFIGS[name], path)
+    cfg = load_degradation_config(_path(name)) if CONFIGS[name] is None else load_config(CONFIGS[name], _path(name))
     return OmegaConf.structured(cfg)
 
 
@@ -69,7 +74,7 @@ def test_the_table_is_there_and_covers_every_stage():
     assert len(ROWS) > 150 and set(CONFIGS) <= configs
     assert {"TVTPipeline()", "TVTPipeline.__call__", "code"} <= configs
     for r in ROWS:
-        assert r["paper"] or r["config"].startswith("degradation"), f"row '{r['setting']}' has no paper cell"
+        assert r["paper"] or r["config"].startswith("degradation:"), f"row '{r['setting']}' has no paper cell"
         assert r["official release"], f"row '{r['setting']}' has no official-release cell"
 
 
@@ -86,7 +91,7 @@ def test_paper_scale_configs_match_the_table(name):
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_method_setting_of_a_paper_scale_config_has_a_row(name):
-    raw = OmegaConf.load(ROOT / "configs" / name)
+    raw = OmegaConf.load(_path(name))
     leaves = {k for k in _leaf_keys(OmegaConf.to_container(raw)) if k not in NOT_SETTINGS}
     documented = {r["key"].strip("`") for r in ROWS if r["config"] == name}
     assert leaves <= documented, f"{name}: settings without a row in docs/fidelity.md: {sorted(leaves - documented)}"

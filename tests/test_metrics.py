@@ -8,7 +8,7 @@ from PIL import Image
 import pyiqa
 from tvt.io import list_images, pil_to_tensor, read_image
 from tvt.metrics import MetricUnavailable, build_metric, get_spec, lower_better
-from tvt.metrics.report import crop_figure, table_markdown
+from tvt.metrics.tables import crop_figure, table_markdown
 
 PYIQA_OPTIONS = {"psnr": dict(test_y_channel=True, color_space="ycbcr"),
                  "ssim": dict(test_y_channel=True, color_space="ycbcr"), "fsim": {}}

@@ -12,7 +12,7 @@ from tvt.config import load_config
 from tvt.losses.vae_loss import ReconstructionLoss, VAEGANLoss, adaptive_weight, kl_loss
 from tvt.models.vae import build_vae_d4, load_vae_d4, load_vae_d8
 from tvt.train.core import TrainConfig, Trainer, effective_lr
-from tvt.train.vae_eval import latent_alignment, main as eval_vae_main, psnr_y, rgb_to_y
+from tvt.train.vae_eval import latent_alignment, latent_linear_r2, main as eval_vae_main, psnr_y, rgb_to_y
 from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
 D4_KWARGS = "vae_kwargs={block_out_channels: [16, 32, 32], norm_num_groups: 8}"
@@ -228,6 +228,7 @@ def test_scratch_d8_is_sd_layout_and_loads_as_d8(tmp_path, hr_dir):
 
 # ---------------------------------------------------------------------------------------------- evaluation helpers
 def test_metrics_helpers():
+    torch.manual_seed(0)
     x = torch.rand(2, 3, 8, 8)
     y = rgb_to_y(x)
     torch.testing.assert_close(y, (16 + 65.481 * x[:, :1] + 128.553 * x[:, 1:2] + 24.966 * x[:, 2:]) / 255)
@@ -235,6 +236,10 @@ def test_metrics_helpers():
     z = torch.randn(2, 4, 4, 4)
     al = latent_alignment(z, z)
     assert torch.allclose(al["rel_l2"], torch.zeros(2)) and torch.allclose(al["cosine"], torch.ones(2))
+    mix = torch.randn(4, 4)  # the same information in other coordinates: R^2 = 1 although rel_l2 is large
+    z8 = torch.einsum("ij,bjhw->bihw", mix, z) + 3.0
+    assert latent_linear_r2(z, z8) == pytest.approx(1.0) and latent_alignment(z, z8)["rel_l2"].min() > 0.1
+    assert latent_linear_r2(z, torch.randn(2, 4, 4, 4)) < 0.5  # unrelated latents
 
 
 def test_eval_vae_cli(tmp_path, hr_dir, tiny_sd, tiny_vae_d4, capsys):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-COLOR_FIX_METHODS = ("adain", "wavelet", None)
+from .errors import InputError
 
 
 def _check(image: torch.Tensor, reference: torch.Tensor) -> None:
@@ -72,4 +72,4 @@ def apply_color_fix(image: torch.Tensor, reference: torch.Tensor, method: str | 
         return adain_color_fix(image, reference)
     if method == "wavelet":
         return wavelet_color_fix(image, reference)
-    raise ValueError(f"unknown colour fix '{method}', choose from adain, wavelet, none")
+    raise InputError(f"unknown colour fix '{method}', choose from adain, wavelet, none")

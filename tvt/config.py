@@ -8,10 +8,13 @@ One grammar for every command and for notebooks:
     key=value                any key, dotted for nested ones (train.lr=1e-4, data.sources=[a,b])
     --key value, --key=value the same (dashes in names may be underscores: --tile-size = tile_size=)
     --flag                   true, for a boolean key
+    --key a --key b          a list key: [a, b] (key=[a,b] also works)
     -x value                 a short alias the command declares (e.g. -i for input)
     value                    appended to the command's positional list key, if it declares one
     -h, --help               HelpRequested, whose text lists every key with its type, default and comment
 
+Paths written ``${data:RealSR/HR}`` / ``${weights:DAPE.pth}`` are relative to the data root (``TVT_DATA``,
+tvt.data.catalog) / the weights root (``TVT_WEIGHTS``, tvt.weights).
 An unknown or mistyped key, or a value of the wrong type, raises ConfigError naming it.
 """
 from __future__ import annotations
@@ -26,9 +29,24 @@ from typing import Any, Sequence, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .data.catalog import data_root
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+def _data_path(rel: str = "") -> str:
+    return str(data_root() / rel)
+
+
+def _weights_path(rel: str = "") -> str:
+    from .weights import weights_root
+
+    return str(weights_root() / rel)
+
+
+# ${data:RealSR/HR} / ${weights:DAPE.pth} in any config: that path under the data / weights root
+OmegaConf.register_resolver("data", _data_path, replace=True)
+OmegaConf.register_resolver("weights", _weights_path, replace=True)
 
 __all__ = ["ConfigError", "HelpRequested", "load_config", "to_yaml", "config_help"]
 
@@ -52,8 +70,10 @@ def load_config(schema: type[T], argv: Sequence[str] | str | Path | None = (), o
 
 
 def _parse(schema, argv: list[str], aliases: dict[str, str], positional: str | None, doc: str, prog: str):
-    bools = {k for k, t, _, _ in _leaves(schema) if t is bool}
-    path, dotlist, rest = None, [], []
+    leaves = list(_leaves(schema))
+    bools = {k for k, t, _, _ in leaves if t is bool}
+    lists = {k for k, t, _, _ in leaves if t is list or typing.get_origin(t) is list}
+    path, dotlist, rest, appended = None, [], [], {}
     i = 0
     while i < len(argv):
         tok = argv[i]
@@ -74,6 +94,8 @@ def _parse(schema, argv: list[str], aliases: dict[str, str], positional: str | N
                 if path is not None:
                     raise ConfigError("--config given twice")
                 path = value
+            elif key in lists and not value.startswith("["):  # --key a --key b -> key=[a, b]
+                appended.setdefault(key, []).append(value)
             else:
                 dotlist.append(f"{key}={value}")
         elif "=" in tok:
@@ -83,7 +105,8 @@ def _parse(schema, argv: list[str], aliases: dict[str, str], positional: str | N
     if rest:
         if positional is None:
             raise ConfigError(f"unexpected argument(s) {rest}: overrides look like key=value")
-        dotlist.append(f"{positional}=[{','.join(_quote(r) for r in rest)}]")
+        appended.setdefault(positional, []).extend(rest)
+    dotlist += [f"{k}=[{','.join(_quote(v) for v in vs)}]" for k, vs in appended.items()]
     return path, dotlist
 
 

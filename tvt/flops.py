@@ -1,4 +1,4 @@
-"""Parameter and FLOP counting with the paper's convention (REFERENCE.md).
+"""Parameter and FLOP counting with the paper's convention (Tables 1, 4, 5).
 
 The paper's "FLOPs" are multiply-accumulates (MACs) of convolution and linear layers; the matrix products inside
 attention (QK^T, AV: bmm / baddbmm / SDPA) are not counted. torch's FlopCounterMode counts 2 FLOPs per MAC, so
@@ -12,6 +12,8 @@ from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from .models.sd21 import SD21_TEXT_CONFIG, SD21_UNET_CONFIG, SD21_VAE_CONFIG
 
 COUNTED_OPS = ("convolution", "addmm", "mm", "linear")  # the paper's FLOPs
 ATTENTION_OPS = ("bmm", "baddbmm")  # + any scaled_dot_product_* kernel: left out of the paper's FLOPs
@@ -61,25 +63,8 @@ def complexity(model: torch.nn.Module, fn: Callable, *inputs, **kwargs) -> Compl
 
 
 # ---------------------------------------------------------------------------------------------
-# Full-size configs of the paper's networks (no weights needed)
+# The paper's networks at full size (SD 2.1-base shapes, tvt.models.sd21; no weights needed)
 # ---------------------------------------------------------------------------------------------
-SD21_UNET_CONFIG = dict(  # stabilityai/stable-diffusion-2-1-base unet/config.json (the fields that matter)
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True,
-)
-SD21_VAE_CONFIG = dict(
-    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, sample_size=768,
-)
-SD21_TEXT_CONFIG = dict(  # OpenCLIP ViT-H text tower as SD 2.1 ships it (23 layers: the penultimate one is used)
-    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
-    max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
-)
-
-
 def vae_complexity(vae, image_size: int = 512) -> Complexity:
     """Encode + decode of one image_size x image_size image."""
     x = torch.zeros(1, 3, image_size, image_size, device="meta")

@@ -14,50 +14,22 @@ from pathlib import Path
 
 import torch
 
+from .models.sd21 import SD21_SCHEDULER_CONFIG, SD21_UNET_CONFIG, SD21_VAE_CONFIG
 from .models.vae import build_vae_d4
 
 TINY_TEXT_DIM = 32
-SD21_SCHEDULER = dict(  # SD 2.1-base's scheduler_config.json (epsilon prediction).
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    prediction_type="epsilon",
-    clip_sample=False,
-    steps_offset=1,
-    trained_betas=None,
-)
+SD21_SCHEDULER = SD21_SCHEDULER_CONFIG  # the name test and benchmark code import
 
 
 def tiny_unet_config() -> dict:
-    """SD 2.1-base UNet layout (4 levels, 3 cross-attention levels, linear projection), tiny widths."""
-    return dict(
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(16, 32, 32, 32),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        attention_head_dim=(2, 2, 4, 4),
-        cross_attention_dim=TINY_TEXT_DIM,
-        norm_num_groups=8,
-        use_linear_projection=True,
-    )
+    """SD 2.1-base's UNet layout (4 levels, 3 cross-attention levels, linear projection), tiny widths."""
+    return {**SD21_UNET_CONFIG, "sample_size": 32, "block_out_channels": (16, 32, 32, 32),
+            "attention_head_dim": (2, 2, 4, 4), "cross_attention_dim": TINY_TEXT_DIM, "norm_num_groups": 8}
 
 
 def tiny_vae_d8_config() -> dict:
-    """SD VAE-D8 layout (4 stages -> 8x, mid block with attention), tiny widths."""
-    return dict(
-        block_out_channels=(16, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-        scaling_factor=0.18215,
-    )
+    """SD 2.1-base's VAE-D8 layout (4 stages -> 8x, mid block with attention), tiny widths."""
+    return {**SD21_VAE_CONFIG, "block_out_channels": (16, 32, 32, 32), "norm_num_groups": 8, "sample_size": 64}
 
 
 def tiny_vae_d4_kwargs() -> dict:
@@ -135,7 +107,7 @@ def make_tiny_sd(folder: str | Path, seed: int = 0) -> Path:
     CLIPTextModel(text_cfg).save_pretrained(folder / "text_encoder")
     UNet2DConditionModel(**tiny_unet_config()).save_pretrained(folder / "unet")
     AutoencoderKL(**tiny_vae_d8_config()).save_pretrained(folder / "vae")
-    DDPMScheduler(**SD21_SCHEDULER).save_pretrained(folder / "scheduler")
+    DDPMScheduler(**SD21_SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(
         json.dumps(
             {

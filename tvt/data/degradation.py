@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from tvt._compat import patch_basicsr_import
-from tvt.config import load_config
+from tvt.config import ConfigError, load_config
 
 patch_basicsr_import()
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels  # noqa: E402  (after the shim)
@@ -44,7 +44,7 @@ from basicsr.utils.diffjpeg import DiffJPEG  # noqa: E402
 from basicsr.utils.img_process_util import USMSharp  # noqa: E402
 from torchvision.transforms.functional import rgb_to_grayscale  # noqa: E402
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "degradation"
+PRESET_DIR = Path(__file__).with_name("presets")  # package data: realesrgan.yaml, tiny.yaml
 KERNEL_LIST = ["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 KERNEL_PROB = [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]
 RESIZE_MODES = ["area", "bilinear", "bicubic"]
@@ -129,16 +129,23 @@ class DegradationConfig:
 
 
 def load_degradation_config(path_or_name: str | Path = "realesrgan", overrides: Sequence[str] = ()) -> DegradationConfig:
-    """A YAML path, or a name under configs/degradation/ ("realesrgan", "tiny"), plus ``key=value`` overrides."""
+    """A preset name ("realesrgan", "tiny": tvt/data/presets/) or a YAML path, plus ``key=value`` overrides."""
     return load_config(DegradationConfig, config_path(path_or_name), overrides)  # __post_init__ validates
 
 
 def config_path(path_or_name: str | Path) -> Path:
-    """The YAML file behind a path or a name under configs/degradation/."""
+    """The YAML file behind a preset name or a path."""
+    preset = PRESET_DIR / f"{path_or_name}.yaml"
+    if preset.is_file():
+        return preset
     path = Path(path_or_name)
-    if not path.is_file() and (CONFIG_DIR / f"{path_or_name}.yaml").is_file():
-        path = CONFIG_DIR / f"{path_or_name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"degradation config '{path_or_name}' is neither a preset ({', '.join(presets())}) nor a file")
     return path
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 # ----------------------------------------------------------------------------- per-sample random draws
@@ -421,7 +428,7 @@ class RealESRGANDegradation(torch.nn.Module):
             raise ValueError(f"HR size {h}x{w} is not divisible by scale {self.cfg.scale}")
         if min(h, w) < self.cfg.min_hr_size():
             raise ValueError(f"HR size {h}x{w} is too small for this degradation config (needs >= "
-                             f"{self.cfg.min_hr_size()} px; smaller kernels, e.g. configs/degradation/tiny.yaml, need less)")
+                             f"{self.cfg.min_hr_size()} px; smaller kernels, e.g. the preset 'tiny', need less)")
         self.to(hr.device)
         hr = hr.float()
         gt = self.usm_sharpener(hr) if self.cfg.use_usm else hr  # (B,3,H,W)

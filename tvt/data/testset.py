@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from tvt.data.datasets import expand_sources, pad_to
-from tvt.data.degradation import RealESRGANDegradation, load_degradation_config
+from tvt.data.degradation import RealESRGANDegradation, config_path, load_degradation_config
+from tvt.errors import InputError
 from tvt.io import atomic_path, pil_to_tensor, read_image, save_image
 
 
@@ -29,12 +30,9 @@ def make_testset(hr: str | Path, out: str | Path, size: int = 512, seed: int = 0
     """Write OUT/HR/*.png, OUT/LR/*.png and OUT/manifest.json; returns the manifest."""
     files = expand_sources(hr)[:num]
     if not files:
-        raise ValueError(f"no images found in {hr}")
-    cfg_path = Path(config)
-    cfg = load_degradation_config(config)
-    if not cfg_path.is_file():
-        from tvt.data.degradation import CONFIG_DIR
-        cfg_path = CONFIG_DIR / f"{config}.yaml"
+        raise InputError(f"no images found in {hr}")
+    cfg_path = config_path(config)
+    cfg = load_degradation_config(cfg_path)
     degrade = RealESRGANDegradation(cfg)
     out = Path(out)
     for index, path in enumerate(tqdm(files, desc="make_testset")):

@@ -1,76 +1,30 @@
-"""Evaluate a folder of SR images against GT with the Table 2 protocol; optionally super-resolve a dataset first.
+"""Score a folder of SR images against GT with the Table 2 protocol (tvt.metrics.registry).
 
-    python scripts/eval.py --pred out/sr --gt ../shared/benchmarks/RealSR/HR --metrics psnr,ssim,fsim --out eval/
-    python scripts/eval.py --model bicubic --dataset RealSR --out eval/bicubic_realsr
+    result = evaluate_folders("out/sr", "data/RealSR/HR", ["psnr", "ssim", "fsim"])
+    write_results(result, "eval/tvt-realsr")   # per_image.csv, summary.json (protocol written in), summary.md
 
-Writes OUT/per_image.csv (name + one column per metric), OUT/summary.json (metric -> mean, num_images,
-protocol, lower_better, unavailable) and OUT/summary.md. Files are matched by stem (any image extension).
-Exit codes: 0 ok (unavailable metrics are reported, not fatal); 2 input error; 1 under --strict when a
-metric was unavailable.
+Files are matched by stem (any image extension). Unavailable metrics (weights absent) are reported, not fatal.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
+import logging
 import math
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from ..errors import InputError
-from ..io import ImageReadError, atomic_path, list_images, pil_to_tensor, read_image, save_image
-from .registry import (METRICS, TABLE2_METRICS, MetricUnavailable, build_metric, get_spec, lower_better, parse_metric_list)
+from ..io import atomic_path, list_images, pil_to_tensor, read_image
+from .registry import TABLE2_METRICS, MetricUnavailable, build_metric, get_spec, lower_better, parse_metric_list
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATASETS_YAML = REPO_ROOT / "configs" / "datasets.yaml"
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_INPUT = 0, 1, 2
+log = logging.getLogger(__name__)
+
 
 
 class EvalInputError(InputError):
-    """Bad inputs: unmatched names, size mismatches, unknown dataset/metric, missing folders."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Datasets (configs/datasets.yaml)
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class DatasetEntry:
-    root: str = ""       # relative to the repo root (or absolute)
-    hr: str = "HR"       # subfolder of GT images
-    lr: str = "LR"       # subfolder of LR inputs
-    scale: int = 4
-    note: str = ""
-
-
-@dataclass
-class DatasetsConfig:
-    datasets: dict[str, DatasetEntry] = field(default_factory=dict)
-
-
-def load_datasets(path: str | Path = DATASETS_YAML) -> dict[str, DatasetEntry]:
-    from ..config import load_config
-
-    return dict(load_config(DatasetsConfig, path).datasets)
-
-
-def dataset_dirs(name: str, root: str | Path | None = None, path: str | Path = DATASETS_YAML) -> tuple[Path, Path, int]:
-    """(lr_dir, hr_dir, scale) of a named dataset; ``root`` replaces the configured root."""
-    datasets = load_datasets(path)
-    if name not in datasets:
-        raise EvalInputError(f"unknown dataset '{name}'; known in {path}: {', '.join(datasets)}")
-    entry = datasets[name]
-    base = Path(root) if root else Path(entry.root)
-    if not base.is_absolute():
-        base = REPO_ROOT / base
-    lr, hr = base / entry.lr, base / entry.hr
-    for d in (lr, hr):
-        if not d.is_dir():
-            hint = f" ({entry.note})" if entry.note else ""
-            raise EvalInputError(f"dataset '{name}': folder not found: {d}{hint}; set --dataset-root")
-    return lr, hr, entry.scale
+    """Bad inputs: unmatched names, size mismatches, missing folders."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,7 +57,8 @@ def match_pairs(pred_dir, gt_dir, allow_missing: bool = False) -> tuple[list[tup
                 continue
         pairs.append((n, pred[n], gt[n]))
     if problems and not allow_missing:
-        raise EvalInputError("pred/gt do not match (use --allow-missing to skip):\n  " + "\n  ".join(problems))
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise EvalInputError(f"{pred_dir} and {gt_dir} do not match ({shown}); allow_missing=true scores the rest")
     if not pairs:
         raise EvalInputError(f"no matching image pairs between {pred_dir} and {gt_dir}")
     return pairs, problems
@@ -136,7 +91,7 @@ def evaluate_folders(pred_dir, gt_dir=None, metrics=None, device: str = "cpu", a
             built[name] = build_metric(name, device)
         except MetricUnavailable as err:
             unavailable[name] = str(err)
-            print(f"[eval] {name}: unavailable: {err}", file=sys.stderr)
+            log.warning("%s: unavailable: %s", name, err)
 
     per_image: dict[str, dict[str, float]] = {n: {} for n, _, _ in pairs}
     image_metrics = [m for m in built if get_spec(m).kind != "fid"]
@@ -152,7 +107,7 @@ def evaluate_folders(pred_dir, gt_dir=None, metrics=None, device: str = "cpu", a
     for m in built:
         if get_spec(m).kind == "fid":
             if problems:  # fid compares whole folders; skipped names would bias it silently
-                print("[eval] fid: computed on the whole folders, unmatched files included", file=sys.stderr)
+                log.warning("fid: computed on the whole folders, unmatched files included")
             means[m] = float(built[m](str(pred_dir), str(gt_dir)))
 
     summary = {m: means[m] for m in metrics if m in means}
@@ -206,82 +161,9 @@ def summary_markdown(summary: dict, metrics: list[str]) -> str:
     if summary["unavailable"]:
         lines += ["", "## Unavailable", ""] + [f"- **{m}**: {r}" for m, r in summary["unavailable"].items()]
     if summary.get("skipped"):
-        lines += ["", "## Skipped (--allow-missing)", ""] + [f"- {p}" for p in summary["skipped"]]
+        lines += ["", "## Skipped (allow_missing)", ""] + [f"- {p}" for p in summary["skipped"]]
     return "\n".join(lines) + "\n"
 
 
 def _fmt(v: float) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Super-resolve a dataset first (--model)
-# ---------------------------------------------------------------------------------------------
-def super_resolve_folder(model: str, lr_dir, out_dir, scale: int = 4, progress: bool = True,
-                         device: str = "cpu") -> Path:
-    """SR every LR image into ``out_dir`` as <stem>.png: ``bicubic`` or a TVTPipeline folder/id.
-
-    ``bicubic`` is PIL's (the usual "Bicubic" row of SR tables), not the pipeline's torch bicubic, whose kernel
-    (a=-0.75) gives slightly different numbers."""
-    from tqdm import tqdm
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pipe = None
-    if model != "bicubic":
-        from ..pipeline import TVTPipeline  # lazy: heavy, and not needed for bicubic
-
-        pipe = TVTPipeline.from_pretrained(model, device=device)
-    for p in tqdm(list_images(lr_dir), desc=f"sr ({model})", unit="img", disable=not progress):
-        lr = read_image(p)
-        if pipe is None:
-            sr = lr.resize((lr.width * scale, lr.height * scale), Image.BICUBIC)
-        else:
-            out = pipe([lr], upscale=scale)
-            sr = getattr(out, "images", out)[0]
-        save_image(sr, out_dir / f"{p.stem}.png")
-    return out_dir
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="Evaluate SR images with the paper's Table 2 protocol (pyiqa).")
-    ap.add_argument("--pred", help="folder of SR images")
-    ap.add_argument("--gt", help="folder of GT images (full-reference metrics, fid)")
-    ap.add_argument("--model", help="'bicubic' or a TVTPipeline folder: super-resolve --dataset first")
-    ap.add_argument("--dataset", help="name in configs/datasets.yaml (RealSR, DRealSR, DIV2K-val)")
-    ap.add_argument("--dataset-root", help="override the dataset root (folder holding HR/ and LR/)")
-    ap.add_argument("--metrics", help=f"comma list from: {','.join(METRICS)} (default: Table 2's, NR only without --gt)")
-    ap.add_argument("--out", "-o", required=True, help="output folder")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--allow-missing", action="store_true", help="skip unmatched / size-mismatched files")
-    ap.add_argument("--strict", action="store_true", help="exit 1 if any metric is unavailable")
-    ap.add_argument("--no-progress", action="store_true")
-    return ap
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        pred, gt = args.pred, args.gt
-        if args.model or args.dataset:
-            if not (args.model and args.dataset):
-                raise EvalInputError("--model and --dataset go together")
-            lr_dir, hr_dir, scale = dataset_dirs(args.dataset, args.dataset_root)
-            pred = super_resolve_folder(args.model, lr_dir, Path(args.out) / "images", scale,
-                                        not args.no_progress, args.device)
-            gt = gt or hr_dir
-        if not pred:
-            raise EvalInputError("give --pred DIR (or --model and --dataset)")
-        result = evaluate_folders(pred, gt, args.metrics, args.device, args.allow_missing, not args.no_progress)
-    except (EvalInputError, ImageReadError, KeyError, FileNotFoundError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return EXIT_INPUT
-    paths = write_results(result, args.out)
-    print(Path(paths["md"]).read_text())
-    if result["summary"]["unavailable"] and args.strict:
-        print(f"error (--strict): unavailable metrics: {', '.join(result['summary']['unavailable'])}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    return EXIT_OK

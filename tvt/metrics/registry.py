@@ -4,9 +4,9 @@
     score = metric(sr, hr)                            # (B, 3, H, W) in [0, 1] -> (B,)
 
 PSNR/SSIM follow OSEDiff/TVT: Y channel of YCbCr (BT.601), no border crop. pyiqa needs BOTH
-``test_y_channel=True`` and ``color_space='ycbcr'``; ``test_y_channel`` alone goes through YIQ
-(see /work/shared/REFERENCE.md). Metrics whose weights cannot be found raise ``MetricUnavailable``
-with a one-line reason naming the weights and pyiqa's cache folder, fast (no retries offline).
+``test_y_channel=True`` and ``color_space='ycbcr'``; ``test_y_channel`` alone goes through YIQ, which gives
+other numbers. Metrics whose weights cannot be found raise ``MetricUnavailable`` with a one-line reason naming
+the weights and pyiqa's cache folder, fast (offline, hub look-ups fail at once: tvt.hub).
 """
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ import io
 import os
 import re
 from dataclasses import dataclass, field
+
+from ..errors import InputError
+from ..hub import no_hub_retries
 
 
 @dataclass(frozen=True)
@@ -59,20 +62,17 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in [
     MetricSpec("fid", "fid", "fid", {}, "pyiqa fid, SR folder vs GT folder", "FID"),
 ]}
 
-FULL_REFERENCE = [n for n, s in METRICS.items() if s.kind == "fr"]
-NO_REFERENCE = [n for n, s in METRICS.items() if s.kind == "nr"]
 TABLE2_METRICS = ("psnr", "ssim", "fsim", "lpips", "afine-fr", "dists",
                   "clipiqa", "musiq", "qalign", "topiq_nr", "hyperiqa", "afine-nr")  # the paper's Table 2
-DEFAULT_METRICS = TABLE2_METRICS
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(RuntimeError):  # reported in the summary, not fatal
     """A metric cannot be built here (weights absent offline, missing optional package)."""
 
 
 def get_spec(name: str) -> MetricSpec:
     if name not in METRICS:
-        raise KeyError(f"unknown metric '{name}'; known: {', '.join(METRICS)}")
+        raise InputError(f"unknown metric '{name}'; known: {', '.join(METRICS)}")
     return METRICS[name]
 
 
@@ -99,12 +99,11 @@ def pyiqa_cache_dir() -> str:
 def build_metric(name: str, device: str = "cpu"):
     """pyiqa.create_metric with our options. Raises MetricUnavailable (one-line reason) when weights are absent."""
     spec = get_spec(name)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # hub lookups fail at once instead of retrying
     import pyiqa
 
     log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log):  # pyiqa prints 'Downloading: "URL" to PATH' before it fails
+        with no_hub_retries(), contextlib.redirect_stdout(log):  # pyiqa prints 'Downloading: "URL" to PATH' first
             return pyiqa.create_metric(spec.pyiqa_name, device=device, **spec.options)
     except Exception as err:  # noqa: BLE001 - any failure to build means "unavailable", with the reason
         raise MetricUnavailable(_reason(spec, err, log.getvalue())) from err

@@ -12,9 +12,9 @@ level, so save/load, attention processors and gradient checkpointing work unchan
                   down: CrossAttnDown x4, Down   up: Up, CrossAttnUp x4   head dims (5, 5, 10, 20, 20)
 
 The replicated levels keep SD's cross-attention: without it the CE-UNet would cost 0.565T, not the
-paper's 0.73T (REFERENCE.md).
+paper's 0.73T (Sec. 3.3, at a 512x512 image; tvt.flops counts it).
 
-Weights (REFERENCE.md): SD down_blocks.i -> down_blocks.i+1, up_blocks.i -> up_blocks.i (i < 4);
+Weights: SD down_blocks.i -> down_blocks.i+1, up_blocks.i -> up_blocks.i (i < 4);
 conv_in, time embedding, mid block, conv_norm_out, conv_out unchanged; down_blocks.0 is a copy of SD
 down_blocks.0 and up_blocks.4 a copy of SD up_blocks.3; only up_blocks.3.upsamplers.0 is new.
 """

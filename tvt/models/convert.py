@@ -14,6 +14,10 @@ Official layout, read from its TVT/modelfile/TVTModel.py and README:
   holds every LoRA tensor plus the fully trained layers (down_blocks.0, up_blocks.3.upsamplers.0, up_blocks.4,
   conv_in, conv_out) under their LoRA-wrapped names (``...conv1.base_layer.weight``), since the official code also
   puts LoRA on those layers. All three adapters are active at inference (``set_adapter([...3 names])``).
+- Inference (``scripts/test/test_realsr.sh``): t = 1, prompted with DAPE tags of the upscaled LR + "clean,
+  high-resolution, 8k" (``--ram_ft_path ckp/DAPE.pth``: the RAM and DAPE weights sit in ``ckp/`` too).
+
+``load_official_release(ckp)`` turns the whole folder into the components TVTPipeline runs.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
+from ..prompts import DAPE_WEIGHTS, RAM_WEIGHTS, official_inference_prompt
+from .loading import SD21_BASE, MissingWeightsError, TVTComponents, load_text_parts
 from .lora import merge_lora, official_lora_groups
 from .vae import AutoencoderKLD4, build_vae_d4
 
@@ -30,6 +36,7 @@ OFFICIAL_VAE_PREFIX = "vaeDe4."
 OFFICIAL_ADAPTERS = ("encoder", "decoder", "others")  # adapter names: default_<name>
 OFFICIAL_UNET_KEYS = ("rank_unet", "state_dict_unet", *(f"unet_lora_{a}_modules" for a in OFFICIAL_ADAPTERS))
 OFFICIAL_VAE_CONFIG = dict(sample_size=768)  # config2.json; everything else equals build_vae_d4("d4")
+OFFICIAL_TIMESTEP = 1  # test_realsr.sh --time_step 1
 
 
 def _load(ckpt) -> dict:
@@ -119,3 +126,38 @@ def convert_official_tvt(vae_ckpt, unet_ckpt, sd_unet: nn.Module | None = None, 
         raise ValueError("convert_official_tvt needs the base UNet: sd_unet (SD 2.1-base) or tvt_unet (ckp/TVTUNet)")
     ce_unet = tvt_unet if tvt_unet is not None else build_ce_unet_from_sd(sd_unet)
     return convert_official_vae_d4(vae_ckpt), load_official_unet(unet_ckpt, ce_unet, merge=merge)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole release
+# ---------------------------------------------------------------------------------------------
+def is_official_release(path: str | Path) -> bool:
+    """``path`` is a release folder (``model_TVT.pkl`` + ``vae.ckpt``) or its ``model_TVT.pkl``."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    return (path.is_file() or (folder / "model_TVT.pkl").is_file()) and (folder / "vae.ckpt").is_file()
+
+
+def load_official_release(path: str | Path, base_model: str | Path | None = None) -> TVTComponents:
+    """The official release (``ckp/``: model_TVT.pkl, vae.ckpt, optional TVTUNet/) -> merged, fp32 components.
+
+    ``path`` is that folder or its model_TVT.pkl; SD 2.1-base (``base_model``, default the hub id) gives the text
+    encoder and, without TVTUNet/, the CE-UNet's SD weights. The prompt spec points at ``ckp/``'s RAM and DAPE
+    weights, as test_realsr.sh does.
+    """
+    from .ce_unet import build_ce_unet_from_sd, load_ce_unet, load_sd_unet
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not is_official_release(path):
+        raise MissingWeightsError(
+            f"{path} is neither a TVT export (tvt_config.json), an SD 2.1 folder (unet/), nor the official TVT release: "
+            f"expected model_TVT.pkl and vae.ckpt in {folder} (download from https://huggingface.co/Joypop/TVTSR)")
+    base = str(base_model or SD21_BASE)
+    te, tok, sched = load_text_parts(base)
+    tvt_unet = folder / "TVTUNet"
+    ce_unet = load_ce_unet(tvt_unet, subfolder="unet") if (tvt_unet / "unet").is_dir() else build_ce_unet_from_sd(load_sd_unet(base))
+    load_official_unet(path if path.is_file() else folder / "model_TVT.pkl", ce_unet)  # all three adapters merged
+    prompt = official_inference_prompt(str(folder / RAM_WEIGHTS), str(folder / DAPE_WEIGHTS))
+    return TVTComponents(vae=convert_official_vae_d4(folder / "vae.ckpt"), unet=ce_unet, text_encoder=te, tokenizer=tok,
+                         scheduler=sched, architecture="tvt", timestep=OFFICIAL_TIMESTEP, base_model=base, prompt=prompt)

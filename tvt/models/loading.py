@@ -1,15 +1,45 @@
-"""One place that turns "weights are missing" into a clear message instead of a hub traceback."""
+"""Loading pretrained parts: one place that turns "weights are missing" into a clear message instead of a hub
+traceback, SD 2.1-base's text parts, hub snapshots of exports, and what every loader returns (``TVTComponents``)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from ..errors import TVTError
+from ..prompts import PromptSpec
+from .sd21 import SD21_BASE
 
-SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
+__all__ = ["SD21_BASE", "MissingWeightsError", "TVTComponents", "require_pretrained", "looks_local",
+           "load_text_parts", "download_if_present"]
 
 
 class MissingWeightsError(TVTError, FileNotFoundError):
     """Pretrained weights are not available locally and cannot be downloaded."""
+
+
+@dataclass
+class TVTComponents:
+    """A loaded model, ready for TVTPipeline: the UNet's LoRA is merged; ``prompt`` is how it is meant to be prompted."""
+
+    vae: nn.Module
+    unet: nn.Module
+    text_encoder: nn.Module
+    tokenizer: Any
+    scheduler: Any
+    architecture: str
+    timestep: int
+    base_model: str | None
+    prompt: PromptSpec
+    config: dict = field(default_factory=dict)  # what the source recorded (an export's tvt_config.json)
+
+
+def looks_local(path_or_hub_id: str | Path) -> bool:
+    """A path rather than a hub id ("org/name"): it exists, starts with . / ~, or has more than one "/"."""
+    name = str(path_or_hub_id)
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
 
 
 def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = None, **kwargs):
@@ -19,8 +49,7 @@ def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = N
     """
     path_or_hub_id = str(path_or_hub_id)
     local = Path(path_or_hub_id).expanduser()
-    looks_local = local.exists() or path_or_hub_id.startswith((".", "/", "~")) or path_or_hub_id.count("/") > 1
-    if looks_local:
+    if looks_local(path_or_hub_id):
         if not local.exists():
             raise MissingWeightsError(f"{what}: no folder at {local} (expected a diffusers model folder)")
         folder = local / subfolder if subfolder else local
@@ -35,3 +64,27 @@ def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = N
             f"{SD21_BASE if 'SD' in what else path_or_hub_id}`) on a machine with internet and pass the local "
             f"folder instead. Original error: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from None
+
+
+def load_text_parts(base_model: str | Path):
+    """Text encoder, tokenizer and scheduler of a diffusers folder / hub id (SD 2.1-base); clear error if absent."""
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    what = "SD 2.1-base"
+    te = require_pretrained(CLIPTextModel, base_model, what=f"{what} text encoder", subfolder="text_encoder")
+    tok = require_pretrained(CLIPTokenizer, base_model, what=f"{what} tokenizer", subfolder="tokenizer")
+    sched = require_pretrained(DDPMScheduler, base_model, what=f"{what} scheduler", subfolder="scheduler")
+    return te, tok, sched
+
+
+def download_if_present(repo_id: str, filename: str) -> Path | None:
+    """The local snapshot of hub repo ``repo_id`` when it holds ``filename``; None when it does not or the hub
+    cannot be reached (the caller then tries its other interpretations of the name)."""
+    try:
+        from huggingface_hub import hf_hub_download, snapshot_download
+
+        hf_hub_download(repo_id, filename)
+        return Path(snapshot_download(repo_id))
+    except Exception:  # offline, no such repo, or no such file: not a failure here
+        return None

@@ -112,39 +112,66 @@ def format_parameter_groups(named_groups: dict[str, dict[str, int]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapters alone: save / load (diffusers format) and merge
+# Adapters alone: save / load (diffusers' LoRA format) and merge
 # ---------------------------------------------------------------------------------------------
+def unwrap_peft(model: nn.Module) -> nn.Module:
+    """The model inside a peft ``PeftModel`` wrapper; ``model`` itself when it is not wrapped."""
+    inner = getattr(getattr(model, "base_model", None), "model", None)
+    return inner if isinstance(inner, nn.Module) else model
+
+
 def adapter_names(model: nn.Module) -> list[str]:
-    return list(getattr(model, "peft_config", None) or {})
+    return list(getattr(unwrap_peft(model), "peft_config", None) or {})
 
 
-def save_lora_adapters(model: nn.Module, folder: str | Path) -> list[str]:
-    """Write every adapter of ``model``: one -> ``folder/pytorch_lora_weights.safetensors``, several ->
-    ``folder/<adapter>/pytorch_lora_weights.safetensors``. Loadable with ``load_lora_adapters`` or diffusers'
-    ``unet.load_lora_adapter(path, prefix=None, weight_name=LORA_WEIGHT_NAME)``. Returns the adapter names."""
-    names = adapter_names(model)
+def has_unmerged_lora(model: nn.Module) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) for m in model.modules())
+
+
+def save_lora_adapters(unet: nn.Module, folder: str | Path) -> list[str]:
+    """Write every LoRA adapter of a UNet as diffusers' training examples do (``save_lora_weights``): one ->
+    ``folder/pytorch_lora_weights.safetensors``, several -> ``folder/<adapter>/pytorch_lora_weights.safetensors``;
+    keys ``unet.<name>.lora_A.weight``, the LoraConfig in the file's metadata. Read by ``load_lora_adapters``,
+    diffusers' ``pipe.load_lora_weights(folder)`` or ``unet.load_lora_adapter(folder, prefix="unet",
+    weight_name=LORA_WEIGHT_NAME)``. Returns the adapter names."""
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    from peft.utils import get_peft_model_state_dict
+
+    unet = unwrap_peft(unet)
+    names = adapter_names(unet)
     if not names:
         raise ValueError("model has no LoRA adapters to save")
-    folder = Path(folder)
     for name in names:
-        model.save_lora_adapter(folder / name if len(names) > 1 else folder, adapter_name=name, weight_name=LORA_WEIGHT_NAME)
+        weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet, adapter_name=name).items()}
+        StableDiffusionLoraLoaderMixin.save_lora_weights(
+            Path(folder) / name if len(names) > 1 else folder, unet_lora_layers=weights, weight_name=LORA_WEIGHT_NAME,
+            unet_lora_adapter_metadata=unet.peft_config[name].to_dict())
     return names
 
 
-def load_lora_adapters(model: nn.Module, folder: str | Path, trainable: bool = False) -> list[str]:
-    """Attach the adapter(s) written by ``save_lora_adapters`` (config from the file's metadata); all active."""
+def lora_files(folder: str | Path) -> dict[str, Path]:
+    """{adapter name: folder holding its LORA_WEIGHT_NAME}, as ``save_lora_adapters`` lays them out; {} if none."""
     folder = Path(folder)
     if (folder / LORA_WEIGHT_NAME).is_file():
-        found = {"default": folder}
-    else:
-        found = {p.name: p for p in sorted(folder.iterdir()) if (p / LORA_WEIGHT_NAME).is_file()} if folder.is_dir() else {}
+        return {"default": folder}
+    return {p.name: p for p in sorted(folder.iterdir()) if (p / LORA_WEIGHT_NAME).is_file()} if folder.is_dir() else {}
+
+
+def load_lora_adapters(unet: nn.Module, folder: str | Path, trainable: bool = False) -> list[str]:
+    """Attach the adapter(s) written by ``save_lora_adapters`` with diffusers' loader; all active."""
+    found = lora_files(folder)
     if not found:
         raise FileNotFoundError(f"no {LORA_WEIGHT_NAME} in {folder} or its subfolders")
     for name, path in found.items():
-        model.load_lora_adapter(str(path), prefix=None, adapter_name=name, weight_name=LORA_WEIGHT_NAME)
+        try:
+            unet.load_lora_adapter(str(path), prefix="unet", adapter_name=name, weight_name=LORA_WEIGHT_NAME)
+        except (RuntimeError, ValueError, KeyError) as err:  # shapes or names of another UNet
+            raise ValueError(f"{path / LORA_WEIGHT_NAME} does not fit this UNet: {str(err).splitlines()[0]}") from None
     if len(found) > 1:
-        model.set_adapters(list(found))  # diffusers leaves only the last loaded adapter active
-    for n, p in model.named_parameters():
+        unet.set_adapters(list(found))  # diffusers leaves only the last loaded adapter active
+    for n, p in unet.named_parameters():
         if "lora_" in n:
             p.requires_grad_(trainable)
     return list(found)

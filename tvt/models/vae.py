@@ -17,8 +17,7 @@ from diffusers import AutoencoderKL
 from diffusers.configuration_utils import register_to_config
 
 from .loading import require_pretrained
-
-SD_SCALING_FACTOR = 0.18215  # SD 2.1's latent scale; the D4 latent lives in the same space (Sec. 3.1).
+from .sd21 import SD_SCALING_FACTOR, downscale_factor
 
 
 class _NoMidBlock(nn.Module):
@@ -80,7 +79,7 @@ class AutoencoderKLD4(AutoencoderKL):
 
     @property
     def downscale_factor(self) -> int:
-        return 2 ** (len(self.config.block_out_channels) - 1)
+        return downscale_factor(self.config)
 
     def encode_latent(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
         """Image (B, 3, H, W) in [-1, 1] -> scaled latent (B, 4, H/f, W/f); the posterior mode unless ``sample``."""
@@ -129,3 +128,19 @@ def load_vae_d4(path: str | Path, **kwargs) -> AutoencoderKLD4:
 def load_vae_d8(path_or_hub_id: str | Path, subfolder: str | None = "vae", **kwargs) -> AutoencoderKL:
     """SD 2.1's VAE-D8 from a diffusers model folder (``<sd>/vae``) or a hub id."""
     return require_pretrained(AutoencoderKL, path_or_hub_id, what="SD 2.1 VAE-D8", subfolder=subfolder, **kwargs)
+
+
+def enable_vae_tiling(vae: AutoencoderKL, tile_px: int) -> None:
+    """diffusers' VAE tiling (``vae.enable_tiling()``) with ``tile_px`` x ``tile_px`` image tiles; 0 = off.
+
+    diffusers 0.42's ``enable_tiling()`` takes no size: the tiles are the ``tile_sample_min_size`` (image) and
+    ``tile_latent_min_size`` (latent) attributes, which must agree, so they are set here together. Exact when
+    the image fits one tile.
+    """
+    if tile_px <= 0:
+        vae.disable_tiling()
+        return
+    f = downscale_factor(vae.config)
+    tile_px = max(f, tile_px // f * f)
+    vae.tile_sample_min_size, vae.tile_latent_min_size = tile_px, tile_px // f
+    vae.enable_tiling()

@@ -5,18 +5,26 @@ and calls ``accelerator.backward`` in ``train_step`` (so GAN and VSD stages can 
 and writes its deliverable in ``export``. The Trainer owns everything else:
 
 - accelerate: CPU, one or many GPUs/nodes (``accelerate launch``), fp16/bf16, gradient accumulation;
-- steps are OPTIMIZER steps (``max_steps``), never micro-batches;
+- steps are OPTIMIZER steps (``max_steps``), never micro-batches; logged values are means over the
+  step's micro-batches and processes;
 - numbered run folders ``runs/003-<name>/`` with the resolved config, tensorboard logs, ``metrics.jsonl``;
+  a run that fails before its first checkpoint leaves no folder behind;
+- a stage's input may name an earlier run by stage: ``vae_d4=latest:vae_stage2`` is the export of the
+  newest finished ``runs/NNN-vae_stage2`` (``resolve_run_path``);
 - checkpoints ``checkpoints/checkpoint-<step>/`` = accelerate state (safetensors models, optimizers,
-  schedulers, RNG) + ``trainer_state.json``, written to a temp folder and renamed, keep-last-K;
-- exact resume: the data stream is a pure function of (seed, sample position), so a run resumed from
-  step k sees the same batches as an uninterrupted one;
+  schedulers, RNG) + ``trainer_state.json`` (step, file sizes), written to a temp folder and renamed,
+  keep-last-K; a damaged checkpoint is refused with a CheckpointError naming the file;
+- exact resume (``train.resume=latest``): the data stream is a pure function of (seed, sample position),
+  so a run resumed from step k sees the same batches as an uninterrupted one, and its metrics rows
+  after step k are replaced, not repeated;
 - a non-finite loss never reaches the weights: the step is skipped and counted, or the run halts.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -28,7 +36,8 @@ from typing import Any, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..config import ConfigError, load_config, to_yaml
+from ..config import ConfigError, to_yaml
+from ..errors import InputError, TVTError
 
 log = logging.getLogger("tvt.train")
 
@@ -57,7 +66,7 @@ class TrainConfig:
     val_every: int = 0  # 0: no validation during training
     ckpt_every: int = 500
     keep_last: int = 3
-    resume: Optional[str] = None  # None | "latest" | run folder | checkpoint folder
+    resume: Optional[str] = None  # latest (newest run of run_name) | a run folder | a checkpoint folder
     nonfinite: str = "halt"  # halt | skip
     max_nonfinite: int = 10  # skip mode: halt after this many skipped steps
     tracker: str = "tensorboard"  # tensorboard | none
@@ -78,7 +87,7 @@ class PositionDataset(Dataset):
     def __init__(self, base: Dataset, seed: int):
         self.base, self.seed, self.n = base, seed, len(base)
         if self.n == 0:
-            raise ValueError("the training dataset is empty")
+            raise InputError("the training dataset is empty")
         self._perm_epoch, self._perm = -1, None
 
     def __len__(self) -> int:  # positions are unbounded; the sampler decides which to read
@@ -161,6 +170,7 @@ class Stage:
 
     Config: type = None
     name: str = "stage"
+    run_inputs: tuple[str, ...] = ()  # config keys naming an earlier run's export: they accept latest:<run_name>
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -180,6 +190,9 @@ class Stage:
         """Compute losses, call ``self.accelerator.backward``; return named scalars to log."""
         raise NotImplementedError
 
+    def after_optimizer_step(self) -> None:
+        """Called after every optimizer step taken (not after skipped ones): EMA updates go here."""
+
     def validate(self, step: int, run_dir: Path) -> dict[str, float]:
         return {}
 
@@ -190,6 +203,10 @@ class Stage:
 # ---------------------------------------------------------------------------------------------
 # Run folders and checkpoints
 # ---------------------------------------------------------------------------------------------
+class CheckpointError(TVTError):
+    """A checkpoint cannot be resumed from: a file is missing, truncated or does not fit the config."""
+
+
 def _run_dirs(output_dir: Path, name: str) -> list[Path]:
     pattern = re.compile(rf"^(\d{{3,}})-{re.escape(name)}$")
     found = [p for p in output_dir.glob(f"*-{name}") if p.is_dir() and pattern.match(p.name)]
@@ -202,6 +219,18 @@ def new_run_dir(output_dir: Path, name: str) -> Path:
     run_dir = output_dir / f"{max(numbers, default=-1) + 1:03d}-{name}"
     run_dir.mkdir()
     return run_dir
+
+
+def resolve_run_path(value: str | None, output_dir: str | Path) -> str | None:
+    """``latest:<run_name>`` -> the ``export`` folder of the newest finished ``<output_dir>/NNN-<run_name>``;
+    any other value is returned as given. So the next stage names its input by stage, not by run number."""
+    if not value or not value.startswith("latest:"):
+        return value
+    name = value[len("latest:"):]
+    finished = [run / "export" for run in _run_dirs(Path(output_dir), name) if (run / "export").is_dir()]
+    if not finished:
+        raise ConfigError(f"{value}: no finished run '{name}' (a {output_dir}/NNN-{name}/export folder)")
+    return str(finished[-1])
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -227,133 +256,272 @@ def resolve_resume(cfg: TrainConfig) -> tuple[Path, Path] | None:
     raise FileNotFoundError(f"train.resume={cfg.resume}: not a run folder with checkpoints nor a checkpoint folder")
 
 
+def read_checkpoint(ckpt: Path) -> dict:
+    """The trainer state of ``ckpt`` once every file it lists has its saved size; CheckpointError otherwise."""
+    problem = _damage(ckpt)
+    if problem:
+        earlier = [c for c in checkpoints(ckpt.parent.parent) if _step_of(c) < _step_of(ckpt) and not _damage(c)]
+        hint = f"resume from the one before with train.resume={earlier[-1]}" if earlier else "no earlier complete one"
+        raise CheckpointError(f"checkpoint {ckpt} is damaged: {problem}; {hint}")
+    return json.loads((ckpt / "trainer_state.json").read_text())
+
+
+def _damage(ckpt: Path) -> str | None:
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        int(state["step"]), int(state["nonfinite_skipped"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"trainer_state.json is missing or unreadable ({err})"
+    for name, size in state.get("files", {}).items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} were written (truncated?)"
+    return None
+
+
+def _step_of(ckpt: Path) -> int:
+    return int(ckpt.name.split("-")[-1])
+
+
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Keep the rows of a jsonl log up to ``step``: a resumed run writes the later ones again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):  # a line cut short by the interruption
+            pass
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # Trainer
 # ---------------------------------------------------------------------------------------------
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TVTError, RuntimeError):
     pass
 
 
 class Trainer:
+    """Runs a Stage: ``fit`` is the loop; ``start`` and ``optimizer_step`` are its parts, public for benchmarks."""
+
     def __init__(self, stage: Stage):
         self.stage, self.cfg = stage, stage.cfg
         self.tcfg: TrainConfig = stage.cfg.train
+        self.accelerator, self.bar = None, None
+        self.run_dir: Path | None = None
+        self.new_run, self.is_main = False, True
+        self.step, self.skipped = 0, 0  # optimizer steps taken, steps skipped for a non-finite loss
 
     def fit(self) -> Path:
+        """Train to ``train.max_steps`` optimizer steps; returns the run folder."""
+        try:
+            batches = self.start()
+            while self.step < self.tcfg.max_steps:
+                logs = self.optimizer_step(batches)
+                if logs is None:  # non-finite loss: step skipped
+                    continue
+                self.step += 1
+                self.log_validate_checkpoint(logs)
+            self.finish()
+        except BaseException:  # Ctrl-C included: say where the run stands, then let it propagate unchanged
+            self.stop()
+            raise
+        return self.run_dir
+
+    # -- the loop's parts --------------------------------------------------------------------
+    def start(self) -> Iterator[dict]:
+        """Run folder, accelerator, the stage's models and data, the resumed state; returns the micro-batch stream."""
         from accelerate import Accelerator, PartialState
         from accelerate.utils import ProjectConfiguration, set_seed
         from tqdm.auto import tqdm
 
-        t = self.tcfg
+        t, stage = self.tcfg, self.stage
         if t.nonfinite not in ("halt", "skip"):
             raise ConfigError(f"train.nonfinite must be 'halt' or 'skip', got '{t.nonfinite}'")
+        for key in stage.run_inputs:  # resolved before config.yaml is written: the run records the real path
+            value = getattr(self.cfg, key)
+            setattr(self.cfg, key, resolve_run_path(value, t.output_dir))
+            if getattr(self.cfg, key) != value:
+                log.info("%s=%s: %s", key, value, getattr(self.cfg, key))
         resume = resolve_resume(t)
+        state = read_checkpoint(resume[1]) if resume else {"step": 0, "nonfinite_skipped": 0}
         # Without CUDA, accelerate only recognises a multi-process (torchrun / accelerate launch) job when told cpu=True.
         cpu = t.cpu or not torch.cuda.is_available()
-        run_dir = self._run_dir(PartialState(cpu=cpu), resume)
-        accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=t.grad_accum, mixed_precision=t.mixed_precision,
-                                  log_with=None if t.tracker == "none" else t.tracker,
-                                  project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")))
+        self.run_dir = resume[0] if resume else self._new_run_dir(PartialState(cpu=cpu))
+        acc = self.accelerator = Accelerator(
+            cpu=cpu, gradient_accumulation_steps=t.grad_accum, mixed_precision=t.mixed_precision,
+            log_with=None if t.tracker == "none" else t.tracker,
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")))
+        self.step, self.skipped = state["step"], state["nonfinite_skipped"]
+        acc.print(f"run folder: {self.run_dir}" + (f" (resuming from {resume[1].name})" if resume else ""))
         set_seed(t.seed)
-        self.stage.accelerator = accelerator
-        self.stage.setup(accelerator)
-        for sch in self.stage.schedulers:
-            accelerator.register_for_checkpointing(sch)
-
-        step, skipped = 0, 0
-        if resume:
-            state = json.loads((resume[1] / "trainer_state.json").read_text())
-            step, skipped = state["step"], state["nonfinite_skipped"]
-        loader = make_dataloader(self.stage.train_dataset, t, accelerator, start_batch=(step + skipped) * t.grad_accum)
+        stage.accelerator = acc
+        stage.setup(acc)
+        for sch in stage.schedulers:
+            acc.register_for_checkpointing(sch)
+        loader = make_dataloader(stage.train_dataset, t, acc, start_batch=(self.step + self.skipped) * t.grad_accum)
         batches = iter(loader)  # before load_state: creating the iterator draws from the global RNG
         if resume:
-            accelerator.load_state(str(resume[1]))
-            log.info("resumed from %s at step %d", resume[1], step)
-        if accelerator.is_main_process and t.tracker != "none":
-            accelerator.init_trackers(self.stage.name)
-        bar = tqdm(total=t.max_steps, initial=step, desc=self.stage.name, disable=not accelerator.is_main_process)
-        metrics_file = run_dir / "metrics.jsonl"
-        while step < t.max_steps:
-            logs, bad, bad_any = {}, [], False
-            for _ in range(t.grad_accum):
-                batch = _to_device(next(batches), accelerator.device)
-                with accelerator.accumulate(*self.stage.trainable_modules()):
-                    logs = self.stage.train_step(batch, step)
-                    bad = bad or [k for k, v in logs.items() if not torch.isfinite(torch.as_tensor(v, dtype=torch.float32)).all()]
-                    flag = torch.tensor(float(bool(bad)), device=accelerator.device)
-                    bad_any = bad_any or bool(accelerator.reduce(flag, "max").item())
-                    if not bad_any:
-                        if accelerator.sync_gradients and t.max_grad_norm > 0:
-                            for opt in self.stage.optimizers:
-                                accelerator.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], t.max_grad_norm)
-                        for opt in self.stage.optimizers:
-                            opt.step()  # accelerate's wrapper steps only when gradients are synced
-                    for opt in self.stage.optimizers:
-                        opt.zero_grad(set_to_none=True)  # at a sync point also drops a poisoned accumulation
-            if bad_any:
-                skipped += 1
-                msg = f"non-finite loss at step {step}: {bad or 'on another process'}"
-                if t.nonfinite == "halt" or skipped > t.max_nonfinite:
-                    raise NonFiniteLossError(msg + " (halting; set train.nonfinite=skip to skip such steps)")
-                log.warning("%s; step skipped (%d so far)", msg, skipped)
-                continue  # the skipped micro-batches are consumed: fresh data next, not a retry
-            for sch in self.stage.schedulers:  # schedules are in optimizer steps, so not prepared by accelerate
-                sch.step()
-            step += 1
-            bar.update(1)
-            scalars = {k: float(v) for k, v in logs.items()}
-            scalars["lr"] = self.stage.optimizers[0].param_groups[0]["lr"]
-            if accelerator.is_main_process:
-                with metrics_file.open("a") as f:
-                    f.write(json.dumps({"step": step, **scalars}) + "\n")
-            if step % t.log_every == 0 or step == t.max_steps:
-                accelerator.log(scalars, step=step)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(scalars.items())[:4]})
-            if t.val_every and (step % t.val_every == 0 or step == t.max_steps):
-                val = self.stage.validate(step, run_dir)
-                if val:
-                    accelerator.log({f"val/{k}": v for k, v in val.items()}, step=step)
-                    if accelerator.is_main_process:
-                        with (run_dir / "val.jsonl").open("a") as f:
-                            f.write(json.dumps({"step": step, **val}) + "\n")
-            if step % t.ckpt_every == 0 or step == t.max_steps:
-                self.save_checkpoint(accelerator, run_dir, step, skipped)
-        bar.close()
-        accelerator.wait_for_everyone()
-        if t.export and accelerator.is_main_process:
-            self.stage.export(run_dir / "export")
-        accelerator.wait_for_everyone()
-        accelerator.end_training()
-        self.run_dir = run_dir
-        return run_dir
+            self._load_state(resume[1], state)
+        if acc.is_main_process and t.tracker != "none":
+            acc.init_trackers(stage.name)
+        self.bar = tqdm(total=t.max_steps, initial=self.step, desc=stage.name, disable=not acc.is_main_process)
+        return (_to_device(batch, acc.device) for batch in batches)
 
-    def _run_dir(self, accelerator, resume) -> Path:
-        if resume:
-            return resume[0]
-        out = Path(self.tcfg.output_dir)
-        if accelerator.is_main_process:
-            run_dir = new_run_dir(out, self.tcfg.run_name)
-            (run_dir / "config.yaml").write_text(to_yaml(self.cfg))
-        accelerator.wait_for_everyone()
-        return _run_dirs(out, self.tcfg.run_name)[-1]
+    def optimizer_step(self, batches: Iterator[dict]) -> dict[str, float] | None:
+        """One optimizer step from ``grad_accum`` micro-batches: their logs averaged, or None if it was skipped."""
+        acc, t, stage = self.accelerator, self.tcfg, self.stage
+        micro = []
+        for _ in range(t.grad_accum):
+            with acc.accumulate(*stage.trainable_modules()):  # gradients are all-reduced on the last one only
+                micro.append(stage.train_step(next(batches), self.step))
+        logs = self._mean(micro)
+        bad = [k for k, v in logs.items() if not math.isfinite(v)]
+        if bad:  # on any process: the window's gradients are dropped, its data consumed (fresh data next)
+            self._zero_grad()
+            self._skip_or_halt(bad)
+            return None
+        if t.max_grad_norm > 0:
+            for opt in stage.optimizers:
+                acc.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], t.max_grad_norm)
+        logs["lr"] = stage.optimizers[0].param_groups[0]["lr"]  # the lr of this update
+        for opt in stage.optimizers:
+            opt.step()
+        for sch in stage.schedulers:  # schedules count optimizer steps, so they are not prepared by accelerate
+            sch.step()
+        self._zero_grad()
+        stage.after_optimizer_step()
+        return logs
 
-    def save_checkpoint(self, accelerator, run_dir: Path, step: int, skipped: int) -> Path:
-        """accelerate state into checkpoint-<step>.tmp, then renamed: a crash never leaves a partial checkpoint."""
-        final = run_dir / "checkpoints" / f"checkpoint-{step}"
+    def log_validate_checkpoint(self, logs: dict[str, float]) -> None:
+        acc, t, step = self.accelerator, self.tcfg, self.step
+        last = step == t.max_steps
+        self.bar.update(1)
+        if acc.is_main_process:
+            _append_jsonl(self.run_dir / "metrics.jsonl", {"step": step, **logs})
+        if step % t.log_every == 0 or last:
+            acc.log(logs, step=step)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:4]})
+        if t.val_every and (step % t.val_every == 0 or last):
+            val = self.stage.validate(step, self.run_dir)
+            if val:
+                acc.log({f"val/{k}": v for k, v in val.items()}, step=step)
+                if acc.is_main_process:
+                    _append_jsonl(self.run_dir / "val.jsonl", {"step": step, **val})
+        if step % t.ckpt_every == 0 or last:
+            self.save_checkpoint()
+
+    def finish(self) -> None:
+        """The stage's export (written beside, then renamed into ``export/``), trackers closed, folder printed."""
+        acc = self.accelerator
+        self.bar.close()
+        acc.wait_for_everyone()
+        if self.tcfg.export and acc.is_main_process:
+            final = self.run_dir / "export"
+            tmp = final.with_name("export.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.stage.export(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        acc.wait_for_everyone()
+        acc.end_training()
+        acc.print(f"run folder: {self.run_dir} (step {self.step}" + (", export/)" if self.tcfg.export else ")"))
+
+    def stop(self) -> None:
+        """After an error or Ctrl-C: one line on what is left; a new run without a checkpoint is removed."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.accelerator is not None:
+            for tracker in self.accelerator.trackers:
+                with contextlib.suppress(Exception):  # the error being raised is the one to see
+                    tracker.finish()
+        if self.run_dir is None or not self.is_main:
+            return
+        last = checkpoints(self.run_dir)
+        if last:
+            print(f"run folder: {self.run_dir} (stopped at step {self.step}; train.resume={self.run_dir} continues "
+                  f"from {last[-1].name})", file=sys.stderr)
+        elif self.new_run:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            print(f"removed {self.run_dir}: the run stopped before its first checkpoint", file=sys.stderr)
+
+    def save_checkpoint(self) -> Path:
+        """accelerate state into checkpoint-<step>.tmp, then renamed: a crash never leaves a partial checkpoint.
+        trainer_state.json lists every file's size, so a truncated copy is caught on resume."""
+        acc = self.accelerator
+        final = self.run_dir / "checkpoints" / f"checkpoint-{self.step}"
         tmp = final.with_name(final.name + ".tmp")
-        if accelerator.is_main_process and tmp.exists():
+        if acc.is_main_process and tmp.exists():
             shutil.rmtree(tmp)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp), safe_serialization=True)
-        if accelerator.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "nonfinite_skipped": skipped}))
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        acc.wait_for_everyone()  # every process's RNG file is written
+        if acc.is_main_process:
+            files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+            state = {"step": self.step, "nonfinite_skipped": self.skipped, "num_processes": acc.num_processes,
+                     "files": files}
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            for old in checkpoints(run_dir)[: -self.tcfg.keep_last] if self.tcfg.keep_last > 0 else []:
+            for old in checkpoints(self.run_dir)[: -self.tcfg.keep_last] if self.tcfg.keep_last > 0 else []:
                 shutil.rmtree(old)
-        accelerator.wait_for_everyone()
+        acc.wait_for_everyone()
         return final
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _new_run_dir(self, state) -> Path:
+        out, name = Path(self.tcfg.output_dir), self.tcfg.run_name
+        self.new_run, self.is_main = True, state.is_main_process
+        if state.is_main_process:
+            run_dir = new_run_dir(out, name)
+            (run_dir / "config.yaml").write_text(to_yaml(self.cfg))
+        state.wait_for_everyone()
+        return _run_dirs(out, name)[-1]
+
+    def _load_state(self, ckpt: Path, state: dict) -> None:
+        acc = self.accelerator
+        try:
+            acc.load_state(str(ckpt))
+        except Exception as err:  # most often a config that builds other models than the checkpoint holds
+            raise CheckpointError(f"cannot resume from {ckpt}: {str(err).strip().splitlines()[0]}") from err
+        saved = state.get("num_processes", acc.num_processes)
+        if saved != acc.num_processes:
+            log.warning("%s was saved by %d processes, resumed by %d: the data order differs from an uninterrupted run",
+                        ckpt, saved, acc.num_processes)
+        if acc.is_main_process:
+            for name in ("metrics.jsonl", "val.jsonl"):
+                _drop_rows_after(self.run_dir / name, self.step)
+
+    def _mean(self, micro: list[dict]) -> dict[str, float]:
+        """Each log's mean over the micro-batches and the processes (one all-reduce); NaN and inf stay."""
+        keys, device = list(micro[0]), self.accelerator.device
+        values = torch.stack([torch.stack([torch.as_tensor(m[k], device=device).detach().float().mean() for k in keys])
+                              for m in micro]).mean(0)
+        return dict(zip(keys, self.accelerator.reduce(values, "mean").tolist()))
+
+    def _zero_grad(self) -> None:
+        for opt in self.stage.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def _skip_or_halt(self, bad: list[str]) -> None:
+        self.skipped += 1
+        msg = f"non-finite {', '.join(bad)} at step {self.step + 1}"
+        if self.tcfg.nonfinite == "halt" or self.skipped > self.tcfg.max_nonfinite:
+            raise NonFiniteLossError(f"{msg}: halting (train.nonfinite=skip skips such steps, up to train.max_nonfinite)")
+        log.warning("%s: step skipped (%d so far)", msg, self.skipped)
 
 
 def _to_device(batch: Any, device):
@@ -362,29 +530,3 @@ def _to_device(batch: Any, device):
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
     return batch
-
-
-# ---------------------------------------------------------------------------------------------
-# Entry point used by every scripts/train_*.py
-# ---------------------------------------------------------------------------------------------
-def main(stage_cls: type[Stage], argv: list[str] | None = None) -> Path:
-    """``python scripts/train_x.py --config configs/x.yaml key=value ...``"""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(f"usage: {Path(sys.argv[0]).name} --config CONFIG.yaml [key=value ...]\n\n{stage_cls.__doc__ or ''}")
-        raise SystemExit(0)
-    config = None
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise SystemExit("--config needs a path")
-        config = argv[i + 1]
-        del argv[i:i + 2]
-    try:
-        cfg = load_config(stage_cls.Config, config, argv)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_dir = Trainer(stage_cls(cfg)).fit()
-    print(f"run folder: {run_dir}")
-    return run_dir

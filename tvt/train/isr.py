@@ -79,7 +79,7 @@ ARCHITECTURES = {  # name: (VAE, UNet); Table 7's rows
 class ISRConfig:
     sd_model: str = SD21_BASE
     architecture: str = "tvt"  # tvt | osediff | s4 (ARCHITECTURES)
-    vae_d4: str = "runs/000-vae_stage2/export"
+    vae_d4: str = "latest:vae_stage2"  # a VAE-D4 folder, or latest:<run_name>: that stage's newest export
     lora_rank: int = 4
     lora_alpha: float = OFFICIAL_LORA_ALPHA  # official LoraConfig(r=4): peft's default alpha 8, scaling 2
     encoder_lora: bool = False  # official TVT: off (OSEDiff trains a VAE-encoder LoRA: set true for osediff)
@@ -101,6 +101,7 @@ class ISRStage(Stage):
 
     Config = ISRConfig
     name = "isr"
+    run_inputs = ("vae_d4",)
 
     def setup(self, accelerator) -> None:
         from diffusers import DDPMScheduler
@@ -208,9 +209,11 @@ class ISRStage(Stage):
             fake, flogs = self.vsd.fake_loss(z0, emb)
             acc.backward(cfg.loss.fake_weight * fake)
             logs.update(flogs)
-        if self.ema is not None and acc.sync_gradients:
-            self.ema.step([p for p in self.generator.parameters() if p.requires_grad])
         return {"loss": loss.detach(), **logs}
+
+    def after_optimizer_step(self) -> None:
+        if self.ema is not None:
+            self.ema.step([p for p in self.generator.parameters() if p.requires_grad])
 
     @torch.no_grad()
     def validate(self, step: int, run_dir: Path) -> dict[str, float]:

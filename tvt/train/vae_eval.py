@@ -2,9 +2,12 @@
 
 Alignment (our addition): relative L2 ||z4 - z8|| / ||z8|| and cosine between the D4 latent of x and the
 D8 latent of up2(x) (bicubic): TVT keeps them close, a D4 trained without transfer (T1) does not.
+lin_r2 (our addition): how much of the D8 latent a per-pixel affine map of the D4 latent explains; a D4 can carry
+the same information in other coordinates (high lin_r2) without being the same latent (high rel_l2).
 Cross-decoding (our addition, what the SD UNet actually relies on, Sec. 3.1):
   psnr_y_d4dec_z8  the D4 decoder reads the D8 latent of up2(x)        (latents coming from the UNet; stage 1)
   psnr_y_d8dec_z4  the D8 decoder reads the D4 latent of x, then 2x down (latents fed to the UNet; stage 2)
+  psnr_y_d8dec_z8  (VAE-D8 row) the D8 decoder reads its own latent of up2(x), then 2x down: psnr_y_d8dec_z4's ceiling
 """
 from __future__ import annotations
 
@@ -37,6 +40,15 @@ def latent_alignment(z4: torch.Tensor, z8: torch.Tensor) -> dict[str, torch.Tens
     return {"rel_l2": (a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-8), "cosine": F.cosine_similarity(a, b, dim=1)}
 
 
+def latent_linear_r2(z4: torch.Tensor, z8: torch.Tensor) -> float:
+    """R^2 of the least-squares per-pixel affine map z4 -> z8 (channels to channels), pooled over all pixels."""
+    a = z4.permute(1, 0, 2, 3).flatten(1).double()
+    b = z8.permute(1, 0, 2, 3).flatten(1).double()
+    x = torch.cat([a, torch.ones(1, a.shape[1], dtype=a.dtype)]).T
+    fit = x @ torch.linalg.lstsq(x, b.T).solution
+    return float(1 - (fit - b.T).pow(2).sum() / (b.T - b.T.mean(0)).pow(2).sum())
+
+
 def load_eval_images(data: str | Path, crop: int, num: int | None = None) -> torch.Tensor:
     """Center crops (N, 3, crop, crop) in [0, 1] of the first ``num`` images of a folder."""
     files = list_images(data)[:num] if num else list_images(data)
@@ -58,7 +70,8 @@ def evaluate_vae(vae, images: torch.Tensor, vae_d8=None, lpips=None, ssim=None, 
     """Reconstruction metrics of ``vae`` on ``images`` ([0, 1]); alignment to ``vae_d8`` when given (4x VAEs)."""
     device = next(vae.parameters()).device
     res: dict[str, list] = {k: [] for k in ("psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "psnr_y_d4dec_z8",
-                                             "psnr_y_d8dec_z4")}
+                                             "psnr_y_d8dec_z4", "psnr_y_d8dec_z8")}
+    z4s, z8s = [], []
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     for i in range(0, len(images), batch_size):
         gt = images[i:i + batch_size].to(device)
@@ -79,7 +92,17 @@ def evaluate_vae(vae, images: torch.Tensor, vae_d8=None, lpips=None, ssim=None, 
             res["psnr_y_d4dec_z8"] += psnr_y(((vae.decode(z8).sample + 1) / 2).clamp(0, 1), gt).tolist()
             d8_rec = F.interpolate(vae_d8.decode(z).sample, scale_factor=0.5, mode="bicubic", antialias=True)
             res["psnr_y_d8dec_z4"] += psnr_y(((d8_rec + 1) / 2).clamp(0, 1), gt).tolist()
-    return {k: sum(v) / len(v) for k, v in res.items() if v}
+            z4s.append(z.cpu())
+            z8s.append(z8.cpu())
+        if vae_d8 is None and factor == 8:  # the D8's own up2 round trip: the ceiling of psnr_y_d8dec_z4
+            up2 = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
+            rec = vae.decode(vae.encode(up2).latent_dist.mode()).sample
+            rec = F.interpolate(rec, scale_factor=0.5, mode="bicubic", antialias=True)
+            res["psnr_y_d8dec_z8"] += psnr_y(((rec + 1) / 2).clamp(0, 1), gt).tolist()
+    out = {k: sum(v) / len(v) for k, v in res.items() if v}
+    if z4s:
+        out["lin_r2"] = latent_linear_r2(torch.cat(z4s), torch.cat(z8s))
+    return out
 
 
 def make_ssim_y():
@@ -122,7 +145,8 @@ def main(argv=None) -> int:
     for spec in args.vae:
         name, _, path = spec.rpartition("=")
         rows[name or Path(path).name] = evaluate_vae(load_vae_d4(path).to(args.device).eval(), images, d8, lpips, ssim)
-    cols = ["psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "psnr_y_d4dec_z8", "psnr_y_d8dec_z4"]
+    cols = ["psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "lin_r2", "psnr_y_d4dec_z8", "psnr_y_d8dec_z4",
+            "psnr_y_d8dec_z8"]
     print(f"{len(images)} images from {args.data}, {args.crop}x{args.crop} center crops; PSNR/SSIM on Y (BT.601)")
     print(f"{'vae':<20}" + "".join(f"{c:>16}" for c in cols))
     for name, r in rows.items():

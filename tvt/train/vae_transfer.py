@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from ..flops import SD21_VAE_CONFIG
+from ..models.sd21 import SD21_VAE_CONFIG
 from ..losses.vae_loss import REDUCTIONS, ReconstructionLoss, VAEGANLoss, kl_loss, latent_l2_loss
 from ..models.loading import SD21_BASE
 from ..models.vae import VAE_VARIANTS, build_vae_d4, load_vae_d4, load_vae_d8

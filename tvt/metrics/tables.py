@@ -1,17 +1,19 @@
-"""Table-2-style comparison tables and side-by-side crop figures from eval outputs.
+"""Table-2-style comparison tables and side-by-side crop figures from evaluation outputs.
 
-    table_markdown({"Bicubic": json.load(...), "TVT": json.load(...)})   # methods x metrics, best bold
+    summaries, note = load_for_comparison(["a/summary.json", "b/summary.json"])  # on the images all share
+    table_markdown(summaries)                                                     # methods x metrics, best bold
     crop_figure([("0001", (x, y, w, h))], {"bicubic": dir1, "tvt": dir2, "hr": dir3}, "crops.png")
 """
 from __future__ import annotations
 
-import argparse
+import csv
 import json
 import math
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from ..errors import InputError
 from ..io import list_images, read_image
 from .registry import METRICS, lower_better
 
@@ -99,40 +101,49 @@ def crop_figure(crops: list[tuple[str, tuple[int, int, int, int]]], dirs: dict[s
     return out
 
 
-def _parse_crop(text: str) -> tuple[str, tuple[int, int, int, int]]:
-    try:
-        stem, box = text.rsplit(":", 1)
-        x, y, w, h = (int(v) for v in box.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--crops expects NAME:x,y,w,h, got '{text}'") from None
-    return stem, (x, y, w, h)
+def load_for_comparison(paths: list[str | Path], names: list[str] | None = None) -> tuple[dict[str, dict], str]:
+    """{method: summary} from evaluation folders' summary.json, restricted to the images every method was scored on.
 
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Compare eval summaries (Table 2 style) and/or make a crop figure.")
-    ap.add_argument("summaries", nargs="*", help="summary.json files from scripts/eval.py")
-    ap.add_argument("--names", help="comma list of method names (default: parent folder names)")
-    ap.add_argument("--metrics", help="comma list of columns (default: all present)")
-    ap.add_argument("--out", help="markdown file for the table (default: print)")
-    ap.add_argument("--crops", nargs="+", type=_parse_crop, help="IMG_NAME:x,y,w,h ...")
-    ap.add_argument("--dirs", nargs="+", help="label=DIR ... (columns of the crop figure)")
-    ap.add_argument("--figure", help="PNG path of the crop figure")
-    args = ap.parse_args(argv)
-    if not args.summaries and not args.crops:
-        ap.error("give summary.json files and/or --crops")
-    if args.summaries:
-        names = args.names.split(",") if args.names else [Path(p).resolve().parent.name for p in args.summaries]
-        if len(names) != len(args.summaries):
-            ap.error(f"{len(names)} names for {len(args.summaries)} summaries")
-        summaries = {n: json.loads(Path(p).read_text()) for n, p in zip(names, args.summaries)}
-        table = table_markdown(summaries, args.metrics.split(",") if args.metrics else None)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(table + "\n")
-        print(table)
-    if args.crops:
-        if not (args.dirs and args.figure):
-            ap.error("--crops needs --dirs label=DIR ... and --figure out.png")
-        dirs = dict(d.split("=", 1) for d in args.dirs)
-        print(crop_figure(args.crops, dirs, args.figure))
-    return 0
+    Ranking methods on different image sets is meaningless: when the sets differ, the means are recomputed from
+    each folder's per_image.csv on the common images and the returned note says so; with no common image, or no
+    per_image.csv to recompute from, an InputError says why.
+    """
+    paths = [Path(p) for p in paths]
+    names = names or [p.resolve().parent.name for p in paths]
+    if len(names) != len(paths):
+        raise InputError(f"{len(names)} names for {len(paths)} summaries")
+    if len(set(names)) != len(names):
+        raise InputError(f"method names must differ, got {names}: give --names")
+    summaries, per_image = {}, {}
+    for name, path in zip(names, paths):
+        if not path.is_file():
+            raise InputError(f"summary not found: {path}")
+        try:
+            summaries[name] = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path} is not an evaluation summary (JSON error: {err})") from None
+        rows = path.with_name("per_image.csv")
+        if rows.is_file():
+            with rows.open(newline="") as f:
+                per_image[name] = {r["name"]: r for r in csv.DictReader(f)}
+    if len(per_image) == len(names):
+        sets = {n: set(rows) for n, rows in per_image.items()}
+        common = set.intersection(*sets.values())
+        if not common:
+            raise InputError("the evaluations share no image: " + "; ".join(f"{n}: {len(s)}" for n, s in sets.items()))
+        if any(s != common for s in sets.values()):
+            for n, s in summaries.items():
+                columns = [k for k in next(iter(per_image[n].values())) if k != "name"]
+                for m in columns:
+                    s[m] = sum(float(per_image[n][i][m]) for i in common) / len(common)
+                for m in set(METRICS) & set(s) - set(columns):  # folder-level (FID): not recomputable per image
+                    s[m] = float("nan")
+                s["num_images"] = len(common)
+            return summaries, (f"compared on the {len(common)} images all evaluations share ("
+                               + ", ".join(f"{n}: {len(s)}" for n, s in sets.items()) + ")")
+        return summaries, ""
+    counts = {n: s.get("num_images") for n, s in summaries.items()}
+    if len(set(counts.values())) > 1:
+        raise InputError(f"the evaluations cover different numbers of images {counts} and per_image.csv is missing "
+                         "to compare them on the common ones")
+    return summaries, ""
