@@ -3,10 +3,11 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
-from tvt.flops import SD21_UNET_CONFIG, count_params, unet_complexity
+from tvt.flops import count_params, unet_complexity
 from tvt.models.ce_unet import (build_ce_unet_from_sd, ce_unet_config, ce_unet_key_report, load_ce_unet, load_sd_unet,
                                 sd_to_ce_unet_key_map)
 from tvt.models.loading import MissingWeightsError
+from tvt.models.sd21 import SD21_UNET_CONFIG, downscale_factor
 from tvt.testing import TINY_TEXT_DIM, tiny_unet_config
 
 UPSAMPLER = ["up_blocks.3.upsamplers.0.conv.bias", "up_blocks.3.upsamplers.0.conv.weight"]
@@ -33,6 +34,7 @@ def test_full_size_config_is_the_reference_layout():
     assert cfg["up_block_types"] == ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 4
     assert cfg["attention_head_dim"] == (5, 5, 10, 20, 20)
     assert cfg["cross_attention_dim"] == 1024 and cfg["use_linear_projection"] and cfg["sample_size"] == 128
+    assert (downscale_factor(SD21_UNET_CONFIG), downscale_factor(cfg)) == (8, 16)  # latent sides: multiples of these
     with pytest.raises(ValueError, match="4-level"):
         ce_unet_config(cfg)
 
@@ -75,7 +77,7 @@ def test_full_size_params_and_mapping_on_meta(full_size_meta):
     sd, ce = full_size_meta
     assert next(ce.parameters()).is_meta
     assert abs(count_params(sd) / 865.9e6 - 1) < 0.001
-    assert abs(count_params(ce) / 896e6 - 1) < 0.001  # REFERENCE.md: 896M
+    assert abs(count_params(ce) / 896e6 - 1) < 0.001  # 896M: SD's 865.9M + the replicated levels
     report = ce_unet_key_report(sd, ce)
     assert report["unused_sd"] == [] and report["new"] == UPSAMPLER
     assert sorted(report["sliced"]) == [f"up_blocks.4.resnets.0.{n}" for n in  # tensors over input channels
@@ -86,7 +88,7 @@ def test_full_size_flops_match_paper(full_size_meta):
     sd, ce = full_size_meta
     assert abs(unet_complexity(sd, 128).flops / 1.35e12 - 1) < 0.05  # Sec. 3.3
     assert abs(unet_complexity(ce, 128).flops / 0.73e12 - 1) < 0.05
-    assert abs(unet_complexity(sd, 64).flops / 0.339e12 - 1) < 0.01  # REFERENCE.md
+    assert abs(unet_complexity(sd, 64).flops / 0.339e12 - 1) < 0.01  # SD 2.1's UNet at its own 64x64 latent
 
 
 def test_save_load_roundtrip_bitwise_and_clear_errors(tiny_pair, tmp_path):

@@ -99,7 +99,7 @@ def test_adapter_and_full_layer_files_roundtrip_bitwise(base_ce, tmp_path):
 
     # diffusers' own loader reads the same file
     other = copy.deepcopy(base_ce)
-    other.load_lora_adapter(str(tmp_path / "lora"), prefix=None, weight_name=LORA_WEIGHT_NAME, adapter_name="x")
+    other.load_lora_adapter(str(tmp_path / "lora"), prefix="unet", weight_name=LORA_WEIGHT_NAME, adapter_name="x")
     assert {k.replace(".x.", ".default."): v for k, v in lora(other).items()}.keys() == lora(ce).keys()
 
     # full layers into a LoRA-wrapped model work too; wrong files give clear errors

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 import pyiqa
+from tvt.errors import InputError
 from tvt.io import list_images, pil_to_tensor, read_image
 from tvt.metrics import MetricUnavailable, build_metric, get_spec, lower_better
 from tvt.metrics.tables import crop_figure, table_markdown
@@ -72,7 +73,7 @@ def test_unavailable_metric_fails_fast_with_reason():
     assert time.time() - t0 < 20
     reason = str(err.value)
     assert "alexnet" in reason and "\n" not in reason
-    with pytest.raises(KeyError, match="unknown metric"):
+    with pytest.raises(InputError, match="unknown metric 'psnrr'"):
         get_spec("psnrr")
 
 

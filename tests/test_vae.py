@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from tvt.models.loading import MissingWeightsError
-from tvt.models.vae import AutoencoderKLD4, build_vae_d4, load_vae_d4, load_vae_d8
+from tvt.models.sd21 import SD21_VAE_CONFIG, downscale_factor
+from tvt.models.vae import AutoencoderKLD4, build_vae_d4, enable_vae_tiling, load_vae_d4, load_vae_d8
 from tvt.testing import tiny_vae_d4_kwargs
 
 
@@ -21,14 +22,9 @@ def test_full_size_d8_param_count_matches_paper():
     from diffusers import AutoencoderKL
 
     with torch.device("meta"):
-        d8 = AutoencoderKL(
-            block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=2,
-            latent_channels=4,
-        )
+        d8 = AutoencoderKL(**SD21_VAE_CONFIG)
     assert abs(_params(d8) / 83.7e6 - 1) < 0.02  # Table 1: 83.7M
+    assert downscale_factor(d8.config) == 8 and build_vae_d4("d4", **tiny_vae_d4_kwargs()).downscale_factor == 4
 
 
 def test_variants_have_mid_block_only_when_asked():
@@ -80,3 +76,19 @@ def test_missing_weights_give_clear_error(tmp_path):
         load_vae_d8(tmp_path / "nowhere")
     with pytest.raises(MissingWeightsError, match="VAE-D4"):
         load_vae_d4(tmp_path / "nowhere")
+
+
+def test_vae_tiling_is_diffusers_own_with_our_tile_size():
+    """enable_vae_tiling sets diffusers' tile sizes (image and latent, kept consistent) and its switch; a tiled
+    encode of an image larger than a tile runs and differs from the untiled one only by the seams' blending."""
+    torch.manual_seed(0)
+    vae = build_vae_d4("d4", **tiny_vae_d4_kwargs()).eval()
+    x = torch.rand(1, 3, 48, 48) * 2 - 1
+    with torch.no_grad():
+        whole = vae.encode(x).latent_dist.mode()
+        enable_vae_tiling(vae, 30)  # rounded down to a multiple of the VAE factor
+        assert vae.use_tiling and (vae.tile_sample_min_size, vae.tile_latent_min_size) == (28, 7)
+        tiled = vae.encode(x).latent_dist.mode()
+        enable_vae_tiling(vae, 0)
+        assert not vae.use_tiling and torch.equal(vae.encode(x).latent_dist.mode(), whole)
+    assert tiled.shape == whole.shape and not torch.equal(tiled, whole)
