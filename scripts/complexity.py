@@ -11,11 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from tvt.flops import paper_models_complexity, tagger_image_encoder_complexity  # noqa: E402
+from tvt.flops import paper_models_complexity, tagger_image_encoder_complexity
+from tvt.io import atomic_path
 
 # name -> (paper params, paper FLOPs, where); None where the paper gives no figure.
 PAPER = {
@@ -105,14 +104,13 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         out = dict(res)
         if tagger is not None:  # Table 4's totals include the DAPE tagger (its Swin-L image encoder, counted here)
             out.update(tagger=tagger, osediff_total_with_tagger=res["osediff_total"] + tagger,
                        tvt_total_with_tagger=res["tvt_total"] + tagger)
-        args.json.write_text(json.dumps({k: {"params": c.params, "flops": c.flops} for k, c in out.items()}, indent=2))
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({k: {"params": c.params, "flops": c.flops} for k, c in out.items()}, indent=2))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         head = [f"# Complexity: params and FLOPs at {args.image_size}x{args.image_size} output",
                 "",
                 f"Written by `python scripts/complexity.py --markdown {args.markdown}` in {seconds:.1f} s.",
@@ -121,7 +119,8 @@ def main(argv=None) -> int:
                 "FLOPs = MACs of convolution and linear layers (torch FlopCounterMode convolution + addmm + mm, halved); "
                 "attention QK^T / AV products are listed apart and not counted, as the paper's FLOPs leave them out.",
                 "", ""]
-        args.markdown.write_text("\n".join(head) + text + "\n")
+        with atomic_path(args.markdown) as tmp:
+            tmp.write_text("\n".join(head) + text + "\n")
     return 0
 
 

@@ -6,22 +6,15 @@
 Outputs: OUT_DIR/<input stem>.png, written atomically. Exit code 0 when no image failed (skipped files do not
 count), 1 when one did, 2 on a setup error.
 """
-from __future__ import annotations
-
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import torch
-
-if __package__:  # installed: tvt_scripts.infer
-    from ._cli import parse, run
-else:  # a file: python scripts/infer.py, or loaded by path
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _cli import parse, run
+from omegaconf import MISSING
 
 from tvt.pipeline import DTYPES, TVTPipeline, check_upscale, super_resolve_folder
+from tvt_scripts._cli import command
 
 CHOICES = {"color_fix": ("adain", "wavelet", "none"), "prompt_extractor": ("auto", "none"), "dtype": tuple(DTYPES)}
 ALIASES = {"-i": "input", "-o": "output", "--align_method": "color_fix", "--align-method": "color_fix"}
@@ -29,9 +22,9 @@ ALIASES = {"-i": "input", "-o": "output", "--align_method": "color_fix", "--alig
 
 @dataclass
 class InferConfig:
-    input: str = "???"  # image file, folder or glob (-i)
-    output: str = "???"  # output folder (-o)
-    model: str = "???"  # TVT export folder, official TVT release, SD 2.1-base folder/hub id (untrained), or bicubic
+    input: str = MISSING  # image file, folder or glob (-i, required)
+    output: str = MISSING  # output folder (-o, required)
+    model: str = MISSING  # export folder, official release, SD 2.1-base folder/hub id (untrained), bicubic (required)
     base_model: Optional[str] = None  # SD 2.1-base folder/hub id (overrides the export's)
     vae_d4: Optional[str] = None  # VAE-D4 folder, only with an SD 2.1-base folder as --model
     upscale: float = 4.0  # output = input x upscale, 1 to 4 (the model restores bicubic x4 inputs)
@@ -56,8 +49,8 @@ class InferConfig:
         check_upscale(self.upscale)
 
 
-def main(argv=None) -> int:
-    cfg = parse(InferConfig, argv, __doc__, aliases=ALIASES)
+@command(InferConfig, aliases=ALIASES)
+def main(cfg: InferConfig) -> int:
     pipe = TVTPipeline.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype, base_model=cfg.base_model,
                                        vae_d4=cfg.vae_d4, ram_weights=cfg.ram_weights, dape_weights=cfg.dape_weights,
                                        prompt_extractor=None if cfg.prompt_extractor == "none" else "auto",
@@ -65,12 +58,12 @@ def main(argv=None) -> int:
     torch.manual_seed(cfg.seed)
     res = super_resolve_folder(pipe, cfg.input, cfg.output, upscale=cfg.upscale, overwrite=cfg.overwrite, seed=cfg.seed,
                                prompt=cfg.prompt, tile_size=cfg.tile_size, tile_overlap=cfg.tile_overlap,
-                               vae_tile_size=cfg.vae_tile_size, color_fix=None if cfg.color_fix == "none" else cfg.color_fix)
+                               vae_tile_size=cfg.vae_tile_size, color_fix=cfg.color_fix)
     per = f"{res.seconds / len(res.written):.3f} s/image" if res.written else "n/a s/image"
     print(f"done {len(res.written)}, skipped {len(res.skipped)}, failed {len(res.failed)}, {per} "
-          f"({pipe.architecture}, {cfg.device}, {cfg.dtype}): {res.out_dir}")
+          f"({pipe.architecture}, {cfg.device}, {cfg.dtype}): {res.folder}")
     return 1 if res.failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(main())

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from tvt.colorfix import adain_color_fix, apply_color_fix, wavelet_color_fix, wavelet_decomposition
+from tvt.errors import InputError
 
 
 def _smooth(h=48, w=40, seed=0):
@@ -48,7 +49,7 @@ def test_apply_color_fix_dispatch():
     x, r = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     assert apply_color_fix(x, r, None) is x and apply_color_fix(x, r, "none") is x
     assert torch.equal(apply_color_fix(x, r, "adain"), adain_color_fix(x, r))
-    with pytest.raises(ValueError, match="unknown colour fix"):
+    with pytest.raises(InputError, match="unknown colour fix"):
         apply_color_fix(x, r, "histogram")
     with pytest.raises(ValueError, match="equal shape"):
         adain_color_fix(x, r[..., :8])

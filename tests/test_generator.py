@@ -1,4 +1,5 @@
-"""The one-step generator (Sec. 3.3, Eqs. 5-6) and prompt text/encoding."""
+"""The one-step generator (Sec. 3.3, Eqs. 5-6), its latent tiling, and prompt text/encoding."""
+import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -62,3 +63,23 @@ def test_prompt_text_and_batch_encoding(tiny_sd):
     # the official f-strings: training f"{caption}, {positive_prompt}" (positive ""), inference f"{caption}, {prompt},"
     assert PromptSpec().text("cat, grass") == "cat, grass, "
     assert official_inference_prompt().text("cat") == "cat, clean, high-resolution, 8k,"
+
+
+def test_latent_tiling_is_a_switch_on_the_generator(tiny_sd):
+    """enable_tiling runs denoise on overlapping tiles (one UNet call each) and blends them; the real tiny UNet
+    differs from the untiled one only near tile borders, and disable_tiling gives the untiled result back."""
+    unet, sched, _, te = _parts(tiny_sd)
+    gen = OneStepGenerator(load_vae_d8(tiny_sd), unet, sched.alphas_cumprod).eval()
+    calls = []
+    unet.register_forward_pre_hook(lambda *_: calls.append(1))
+    z, emb = torch.randn(1, 4, 24, 24), torch.randn(1, 77, te.config.hidden_size)
+    with torch.no_grad():
+        whole = gen.denoise(z, emb)
+        gen.enable_tiling(16, 8)  # tile starts 0, 8 per side
+        tiled = gen.denoise(z, emb)
+        gen.disable_tiling()
+        again = gen.denoise(z, emb)
+    assert len(calls) == 1 + 4 + 1 and torch.equal(again, whole)
+    assert tiled.shape == whole.shape and 0 < (tiled - whole).abs().max() < (whole.abs().max())
+    with pytest.raises(ValueError, match="overlap"):
+        gen.enable_tiling(8, 8)

@@ -1,22 +1,15 @@
-import importlib.util
+"""scripts/infer.py end to end on a tiny export: outputs, names, skips, and one clear line per user error
+(main() runs behind the command-line boundary, scripts/_cli.py: user errors -> "error: ..." + exit 2)."""
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+import tvt_scripts.infer as cli
+from tvt.config import load_config
 from tvt.pipeline import TVTPipeline
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("infer_cli", ROOT / "scripts" / "infer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cli = _load_cli()
+FAST = ["--process_size", "0"]  # small test images run at their own size, not the official 512
 
 
 @pytest.fixture(scope="module")
@@ -33,48 +26,99 @@ def lr_folder(realsr, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     for p in src:
-        # 64x64 crops keep the test fast; the names are what matters
-        Image.open(p).convert("RGB").crop((0, 0, 64, 48)).save(folder / p.name)
+        # small crops keep the test fast; the names are what matters
+        Image.open(p).convert("RGB").crop((0, 0, 32, 24)).save(folder / p.name)
     (folder / "notes.txt").write_text("not an image")
     return folder, [p.stem for p in src]
 
 
-def test_cli_folder_outputs_names_and_failures(tiny_export, lr_folder, tmp_path, capsys):
+def test_cli_folder_outputs_names_and_failures(tiny_export, lr_folder, tmp_path, capsys, caplog):
     folder, stems = lr_folder
-    (folder / "broken.png").write_bytes(b"this is not a png")
+    (folder / "broken.png").write_bytes(b"this is not a png")  # a non-image file named .png
+    good = (folder / f"{stems[0]}.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")  # a 1x1 image
     out = tmp_path / "out"
-    rc = cli.main(["-i", str(folder), "-o", str(out), "--model", str(tiny_export), "--tile_size", "32",
-                   "--color-fix", "wavelet", "--seed", "1"])
-    assert rc == 1  # broken.png failed
+    rc = cli.main(["-i", str(folder), "-o", str(out), "--model", str(tiny_export), "--tile_size", "16",
+                   "--color-fix", "wavelet", "--seed", "1", *FAST])
+    assert rc == 1  # the three bad files failed, the others were written
     assert sorted(p.stem for p in out.glob("*.png")) == sorted(stems)
-    assert all(Image.open(out / f"{s}.png").size == (256, 192) for s in stems)
+    assert all(Image.open(out / f"{s}.png").size == (128, 96) for s in stems)
     assert not list(out.glob(".*"))  # no temp files left behind
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("done 3, skipped 0, failed 1") and "s/image" in summary
+    assert summary.startswith("done 3, skipped 0, failed 3") and "s/image" in summary and summary.endswith(str(out))
+    assert "broken.png: cannot read image" in caplog.text and "truncated.png: cannot read image" in caplog.text
+    assert "dot.png: input 1x1 is too small" in caplog.text and "notes.txt" in caplog.text  # skipped, with a warning
 
-    (folder / "broken.png").unlink()
+    for bad in ("broken.png", "truncated.png", "dot.png"):
+        (folder / bad).unlink()
     before = (out / f"{stems[0]}.png").stat().st_mtime_ns
-    assert cli.main(["-i", str(folder), "-o", str(out), "--model", str(tiny_export)]) == 0
+    assert cli.main(["-i", str(folder), "-o", str(out), "--model", str(tiny_export), *FAST]) == 0
     assert "done 0, skipped 3, failed 0" in capsys.readouterr().out
     assert (out / f"{stems[0]}.png").stat().st_mtime_ns == before  # not overwritten
-    assert cli.main(["-i", str(folder / "*.png"), "-o", str(out), "--model", str(tiny_export), "--overwrite"]) == 0
+    assert cli.main(["-i", str(folder / "*.png"), "-o", str(out), "--model", str(tiny_export), "--overwrite", *FAST]) == 0
     assert "done 3, skipped 0, failed 0" in capsys.readouterr().out
 
 
-def test_cli_bicubic_single_file(lr_folder, tmp_path, capsys):
+def test_cli_bicubic_single_file(lr_folder, tmp_path):
     folder, stems = lr_folder
     rc = cli.main(["-i", str(folder / f"{stems[0]}.png"), "-o", str(tmp_path / "o"), "--model", "bicubic", "--upscale", "2"])
-    assert rc == 0 and Image.open(tmp_path / "o" / f"{stems[0]}.png").size == (128, 96)
+    assert rc == 0 and Image.open(tmp_path / "o" / f"{stems[0]}.png").size == (64, 48)
 
 
-def test_cli_missing_weights_and_input(tmp_path, lr_folder, caplog):
+@pytest.mark.parametrize("case, message", [
+    ("missing model", "model not found"),
+    ("empty model folder", "neither a TVT export"),
+    ("missing input", "input not found"),
+    ("output is a file", "is a file: give a folder"),
+    ("upscale 0", "upscale must be between 1 and 4"),
+    ("upscale 5", "upscale must be between 1 and 4"),
+    ("bad colour fix", "color_fix must be one of adain, wavelet, none"),
+])
+def test_cli_user_errors_are_one_line(case, message, lr_folder, tmp_path, capsys):
     folder, _ = lr_folder
-    assert cli.main(["-i", str(folder), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "no_model")]) == 2
-    assert "weights not found" in caplog.text or "no folder" in caplog.text
-    assert cli.main(["-i", str(tmp_path / "nothing_here"), "-o", str(tmp_path / "o"), "--model", "bicubic"]) == 2
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.png").write_bytes(b"")
+    args = {"input": str(folder), "output": str(tmp_path / "o"), "model": "bicubic"}
+    extra = []
+    if case == "missing model":
+        args["model"] = str(tmp_path / "no_model")
+    elif case == "empty model folder":
+        args["model"] = str(tmp_path / "empty")
+    elif case == "missing input":
+        args["input"] = str(tmp_path / "nothing_here")
+    elif case == "output is a file":
+        args["output"] = str(tmp_path / "file.png")
+    elif case.startswith("upscale"):
+        extra = ["--upscale", case.split()[1]]
+    else:
+        extra = ["--color_fix", "sharpen"]
+    argv = [x for k, v in args.items() for x in (f"--{k}", v)] + extra
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "o").exists()  # nothing written on a setup error
 
 
-def test_cli_aliases():
-    a = cli.parse_args(["-i", "x", "-o", "y", "--model", "bicubic", "--tile_size", "64", "--tile-overlap", "16",
-                        "--align_method", "none", "--dtype", "bf16"])
-    assert (a.tile_size, a.tile_overlap, a.color_fix, a.dtype, a.overwrite) == (64, 16, "none", "bf16", False)
+def test_cli_interrupt_leaves_no_half_written_output(lr_folder, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while an image is being written: exit 130, one line, and no partial or temp file."""
+    folder, stems = lr_folder
+
+    def interrupted_save(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")  # part of the file is on disk when the interrupt comes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", interrupted_save)
+    out = tmp_path / "o"
+    assert cli.main(["-i", str(folder), "-o", str(out), "--model", "bicubic"]) == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted (Ctrl-C)")  # after the progress bar
+    assert list(out.iterdir()) == []
+
+
+def test_cli_aliases_and_help(capsys):
+    cfg = load_config(cli.InferConfig, ["-i", "x", "-o", "y", "--model", "bicubic", "--tile_size", "64", "--tile-overlap",
+                                        "16", "--align_method", "none", "--dtype", "bf16"], aliases=cli.ALIASES)
+    assert (cfg.tile_size, cfg.tile_overlap, cfg.color_fix, cfg.dtype, cfg.overwrite) == (64, 16, "none", "bf16", False)
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(k in text for k in ("-i = --input", "upscale", "1 to 4", "tile_overlap", "prompt_extractor", "overwrite"))

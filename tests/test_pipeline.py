@@ -1,5 +1,7 @@
 import json
 import logging
+import os
+import stat
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,10 +12,13 @@ from PIL import Image
 from torch import nn
 
 import tvt.export as export
-from tvt.prompts import PromptSpec
+from tvt.errors import InputError
 from tvt.models.ce_unet import is_fully_trained
+from tvt.models.generator import gaussian_weights, tile_starts, tiled_apply
 from tvt.models.loading import MissingWeightsError
-from tvt.pipeline import BicubicPipeline, ImageSizeError, TVTPipeline, gaussian_weights, tile_starts, tiled_apply
+from tvt.models.lora import LORA_WEIGHT_NAME, has_unmerged_lora
+from tvt.pipeline import BicubicPipeline, ImageSizeError, TVTPipeline
+from tvt.prompts import PromptSpec
 
 
 # process_size=0: the small test images run at their own size (the official 512 is tested on its own below)
@@ -28,19 +33,22 @@ def osediff_pipe(tiny_sd):
 
 
 class PixelUNet(nn.Module):
-    """A spatially equivariant UNet stand-in: a kxk conv on the latent, same call signature as diffusers'."""
+    """A UNet stand-in: a kxk conv on the latent (k=1: spatially equivariant), same call signature as diffusers'.
+    ``calls`` counts its evaluations (one per latent tile)."""
 
     def __init__(self, k=1):
         super().__init__()
         torch.manual_seed(0)
         self.conv = nn.Conv2d(4, 4, k, padding=k // 2)
         self.config = SimpleNamespace(block_out_channels=(1, 1, 1, 1))
+        self.calls = 0
 
     @property
     def dtype(self):
         return self.conv.weight.dtype
 
     def forward(self, z, t, encoder_hidden_states):
+        self.calls += 1
         return SimpleNamespace(sample=self.conv(z))
 
 
@@ -48,7 +56,7 @@ class PixelUNet(nn.Module):
 # sizes, inputs, limits
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["tvt", "osediff"])
-@pytest.mark.parametrize("h, w, upscale", [(37, 50, 4), (16, 16, 2), (33, 21, 2), (24, 40, 3)])
+@pytest.mark.parametrize("h, w, upscale", [(19, 26, 4), (16, 16, 2), (33, 21, 2), (24, 40, 3)])
 def test_output_size_any_input(request, arch, h, w, upscale):
     pipe = request.getfixturevalue(f"{arch}_pipe")
     out = pipe(torch.rand(3, h, w), upscale=upscale, output_type="pt").images
@@ -57,25 +65,33 @@ def test_output_size_any_input(request, arch, h, w, upscale):
 
 
 def test_batch_list_and_modes(tvt_pipe, caplog):
-    batch = torch.rand(2, 3, 20, 24)
+    batch = torch.rand(2, 3, 16, 20)
     out = tvt_pipe(batch, upscale=2, output_type="np").images  # one batched forward
-    assert out.shape == (2, 40, 48, 3) and out.dtype == np.float32
+    assert out.shape == (2, 32, 40, 3) and out.dtype == np.float32
     one_by_one = tvt_pipe(list(batch), upscale=2, output_type="np").images
     np.testing.assert_allclose(out, one_by_one, atol=1e-5)
-    gray = Image.fromarray((np.random.rand(20, 18) * 255).astype(np.uint8), "L")
-    rgba = Image.fromarray((np.random.rand(16, 22, 4) * 255).astype(np.uint8), "RGBA")
-    with caplog.at_level(logging.INFO, logger="tvt.pipeline"):
+    gray = Image.fromarray((np.random.rand(12, 10) * 255).astype(np.uint8), "L")
+    rgba = Image.fromarray((np.random.rand(8, 14, 4) * 255).astype(np.uint8), "RGBA")
+    with caplog.at_level(logging.INFO, logger="tvt.io"):
         imgs = tvt_pipe([gray, rgba], upscale=2, color_fix="wavelet").images
-    assert [im.size for im in imgs] == [(36, 40), (44, 32)] and all(im.mode == "RGB" for im in imgs)
-    assert "converting L to RGB" in caplog.text and "alpha dropped" in caplog.text
+    assert [im.size for im in imgs] == [(20, 24), (28, 16)] and all(im.mode == "RGB" for im in imgs)
+    assert "RGBA image, alpha dropped" in caplog.text  # the choice is stated
 
 
-def test_size_limits(tiny_sd, tiny_vae_d4):
-    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, min_side=8, max_output_pixels=64 * 64)
+def test_size_and_upscale_limits(tvt_pipe):
     with pytest.raises(ImageSizeError, match="too small"):
-        pipe(torch.rand(3, 5, 40))
-    with pytest.raises(ImageSizeError, match="exceeds max_output_pixels"):
-        pipe(torch.rand(3, 20, 20), upscale=4)
+        tvt_pipe(torch.rand(3, 5, 40))
+    with pytest.raises(ImageSizeError, match="too small: both sides must be >= 8"):
+        tvt_pipe(torch.rand(3, 1, 1))  # a 1x1 image
+    tvt_pipe.max_output_pixels = 64 * 64
+    try:
+        with pytest.raises(ImageSizeError, match="exceeds max_output_pixels"):
+            tvt_pipe(torch.rand(3, 20, 20), upscale=4)
+    finally:
+        tvt_pipe.max_output_pixels = 8192 * 8192
+    for upscale in (0, 0.5, 5):  # the model restores bicubic x4 inputs
+        with pytest.raises(InputError, match="upscale must be between 1 and 4"):
+            tvt_pipe(torch.rand(3, 8, 8), upscale=upscale)
 
 
 def test_bicubic_baseline():
@@ -94,24 +110,25 @@ def test_bicubic_baseline():
 def test_small_inputs_run_at_process_size_and_come_back_at_the_asked_size(tiny_sd, tiny_vae_d4):
     """Official inference enlarges inputs whose x4 output is under 512 px on the short side; we also resize
     the result back to the asked size (the official code drops the result of that resize)."""
-    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture="tvt", process_size=96)
-    x = torch.rand(1, 3, 12, 20)
+    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture="tvt", process_size=64)
+    x = torch.rand(1, 3, 10, 16)
     out = pipe(x, upscale=4, color_fix=None, output_type="pt").images
-    assert out.shape == (1, 3, 48, 80)
-    big = pipe.upsample(x, (96, 160))  # what the model saw: the input at the process size
+    assert out.shape == (1, 3, 40, 64)
+    big = pipe.upsample(x, (64, 102))  # what the model saw: the input at the process size
     pipe.process_size = 0
     at_work = pipe(big, upscale=1, color_fix=None, output_type="pt").images
-    torch.testing.assert_close(out, pipe.upsample(at_work, (48, 80)))
+    torch.testing.assert_close(out, pipe.upsample(at_work, (40, 64)))
 
 
 # ---------------------------------------------------------------------------------------------
 # tiling
 # ---------------------------------------------------------------------------------------------
 def test_tiled_equals_untiled_within_one_tile(tvt_pipe, osediff_pipe):
-    x = torch.rand(1, 3, 30, 26)
+    """The real tiny models: default tiles (latent and VAE) on an image that fits one tile are the untiled code."""
+    x = torch.rand(1, 3, 12, 16)
     for pipe in (tvt_pipe, osediff_pipe):
         untiled = pipe(x, tile_size=0, vae_tile_size=0, output_type="pt").images
-        tiled = pipe(x, output_type="pt").images  # default tiles, VAE tiling on; the image fits one tile
+        tiled = pipe(x, output_type="pt").images
         assert torch.equal(tiled, untiled)
 
 
@@ -127,27 +144,49 @@ def test_blend_weights_and_equivariant_model():
         torch.testing.assert_close(tiled_apply(conv, z, 16, 6), conv(z), atol=1e-5, rtol=0)
 
 
-def test_no_seams_on_smooth_image(tiny_sd):
-    """Through the pipeline: a per-pixel UNet gives the untiled result; a 3x3 one (wrong at tile borders,
-    like any real UNet) shows no step at the borders because the Gaussian blend hides tile edges."""
-    base = TVTPipeline.from_sd(tiny_sd, architecture="osediff", process_size=0)
+@pytest.fixture(scope="module")
+def pixel_pipes(osediff_pipe):
+    """The OSEDiff tiny pipeline's VAE and text parts around a 1x1-conv UNet (k=1) and a 3x3 one (k=3)."""
+    p = osediff_pipe
+    return {k: TVTPipeline.from_components(p.vae, PixelUNet(k), p.text_encoder, p.tokenizer, p.scheduler, process_size=0)
+            for k in (1, 3)}
+
+
+def test_tiled_equals_untiled_across_tiles(pixel_pipes):
+    """Through the pipeline, on an image of several latent tiles: a spatially equivariant UNet gives the untiled
+    result (the blend is a per-pixel convex combination), so the tiles are placed, weighted and cropped right."""
+    pipe = pixel_pipes[1]
+    x = torch.rand(1, 3, 96, 112)  # padded to the stride 64: latent 16x16
+    kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
+    pipe.unet.calls = 0
+    untiled = pipe(x, tile_size=0, **kw).images
+    assert pipe.unet.calls == 1
+    tiled = pipe(x, tile_size=32, tile_overlap=12, **kw).images  # latent tile 8 (the UNet factor), overlap 2
+    assert pipe.unet.calls - 1 == len(tile_starts(16, 8, 2)) ** 2 == 9
+    torch.testing.assert_close(tiled, untiled, atol=1e-5, rtol=0)
+
+
+def test_no_seams_on_smooth_image(pixel_pipes):
+    """A 3x3 UNet (wrong at tile borders, like any real UNet) shows no step at the borders because the Gaussian
+    blend hides tile edges (uniform blending instead of Gaussian: 0.26)."""
+    pipe = pixel_pipes[3]
     smooth = F.interpolate(torch.rand(1, 3, 4, 4), size=(96, 112), mode="bicubic", align_corners=False).clamp(0, 1)
-    for k, tol in ((1, 1e-5), (3, 0.01)):  # uniform blending instead of Gaussian: 0.26
-        pipe = TVTPipeline.from_components(base.vae, PixelUNet(k), base.text_encoder, base.tokenizer, base.scheduler,
-                                           process_size=0)
-        kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
-        untiled = pipe(smooth, tile_size=0, **kw).images
-        tiled = pipe(smooth, tile_size=32, tile_overlap=12, **kw).images  # latent tile 8 (UNet factor), overlap 2
-        assert tiled.shape == untiled.shape == (1, 3, 96, 112)
-        assert (tiled - untiled).abs().max() <= tol, (k, (tiled - untiled).abs().max())
+    kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
+    untiled = pipe(smooth, tile_size=0, **kw).images
+    tiled = pipe(smooth, tile_size=32, tile_overlap=12, **kw).images  # 9 latent tiles, as above
+    assert tiled.shape == untiled.shape == (1, 3, 96, 112)
+    assert (tiled - untiled).abs().max() <= 0.01, (tiled - untiled).abs().max()
 
 
-def test_vae_tiling_bounds_tile_size(osediff_pipe):
-    x = torch.rand(1, 3, 40, 48)
-    out = osediff_pipe(x, upscale=4, tile_size=32, vae_tile_size=64, output_type="pt").images
-    assert out.shape == (1, 3, 160, 192) and torch.isfinite(out).all()
-    assert osediff_pipe.vae.use_tiling and osediff_pipe.vae.tile_sample_min_size == 64
-    assert osediff_pipe.vae.tile_latent_min_size == 8
+def test_vae_tiling_is_set_on_the_vae(osediff_pipe):
+    x = torch.rand(1, 3, 12, 16)
+    out = osediff_pipe(x, upscale=4, tile_size=16, vae_tile_size=32, output_type="pt").images  # several VAE tiles
+    assert out.shape == (1, 3, 48, 64) and torch.isfinite(out).all()
+    vae = osediff_pipe.vae
+    assert vae.use_tiling and (vae.tile_sample_min_size, vae.tile_latent_min_size) == (32, 4)
+    assert (osediff_pipe.generator.tile, osediff_pipe.generator.tile_overlap) == (8, 2)
+    osediff_pipe(x, upscale=1, tile_size=0, vae_tile_size=0, output_type="pt")
+    assert not vae.use_tiling and osediff_pipe.generator.tile == 0
 
 
 def test_tile_sizes_are_input_pixels(tvt_pipe, osediff_pipe):
@@ -178,69 +217,146 @@ def test_save_pretrained_round_trip_is_bitwise(tvt_pipe, tmp_path):
     ref = tvt_pipe(x, output_type="pt").images
     tvt_pipe.save_pretrained(tmp_path / "export")
     cfg = json.loads((tmp_path / "export" / "tvt_config.json").read_text())
-    assert cfg["format"] == "tvt-export-v1" and cfg["architecture"] == "tvt" and cfg["vae"] == "vae_d4"
+    assert cfg["format"] == "tvt-export-v2" and cfg["architecture"] == "tvt" and cfg["timestep"] == 1
     loaded = TVTPipeline.from_pretrained(tmp_path / "export", process_size=0)
     assert loaded.architecture == "tvt"
     assert torch.equal(loaded(x, output_type="pt").images, ref)
 
 
-@pytest.mark.parametrize("arch", ["tvt", "osediff"])
-def test_export_with_lora_matches_training_model(tiny_sd, tiny_vae_d4, tmp_path, arch):
-    """The training-side export (LoRA + fully trained layers + VAE-encoder LoRA) reloads to the same model."""
+def _train_like(pipe, arch):
+    """What ISR training leaves on the models (tvt.models.lora): trained full layers (TVT), LoRA with non-zero B
+    on the UNet and on the VAE encoder."""
     from peft import LoraConfig
 
-    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture=arch)
+    from tvt.models.lora import add_ce_unet_lora, add_vae_encoder_lora
+
     unet, vae = pipe.unet, pipe.vae
     torch.manual_seed(1)
     if arch == "tvt":
-        with torch.no_grad():  # "train" the fully trained layers
+        with torch.no_grad():
             for name, p in unet.named_parameters():
                 if is_fully_trained(name):
                     p.add_(0.05 * torch.randn_like(p))
-    if arch == "tvt":  # what ISR training does (tvt.models.lora), LoRA B made non-zero as after training
-        from tvt.models.lora import add_ce_unet_lora, add_vae_encoder_lora
-
         add_ce_unet_lora(unet, rank=4)
         add_vae_encoder_lora(vae, rank=2)
-        with torch.no_grad():
-            for name, p in [*unet.named_parameters(), *vae.named_parameters()]:
-                if "lora_B" in name:
-                    p.normal_(0, 0.05)
     else:
         unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
                                     target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]))
         vae.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
                                    target_modules=["encoder.down_blocks.0.resnets.0.conv1"]))
-    x = torch.rand(1, 3, 64, 64) * 2 - 1
-    emb = pipe.encode_prompt("")
     with torch.no_grad():
-        ref = pipe.generator.decode(pipe.generator.denoise(pipe.generator.encode(x, torch.Generator().manual_seed(0)), emb))
+        for name, p in [*unet.named_parameters(), *vae.named_parameters()]:
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+
+
+def _generate(pipe, x, emb):
+    g = pipe.generator
+    with torch.no_grad():
+        return g.decode(g.denoise(g.encode(x, torch.Generator().manual_seed(0)), emb))
+
+
+@pytest.fixture(scope="module", params=["tvt", "osediff"])
+def trained(request, tiny_sd, tiny_vae_d4):
+    """(architecture, a pipeline whose models look trained, an input in [-1, 1], its output)."""
+    pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=tiny_vae_d4, architecture=request.param)
+    _train_like(pipe, request.param)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    return request.param, pipe, x, _generate(pipe, x, pipe.encode_prompt(""))
+
+
+def test_export_with_lora_matches_training_model(trained, tiny_sd, tmp_path, monkeypatch):
+    """The training-side export (LoRA + fully trained layers + VAE-encoder LoRA) reloads to the same model, from
+    any working folder; the folder is in diffusers' LoRA format and has normal permissions."""
+    arch, pipe, x, ref = trained
     spec = PromptSpec(tags="sharp", template="{tags}")
-    export.save_tvt_export(tmp_path / "exp", ce_unet=unet, vae=vae, base_model=str(tiny_sd), prompt=spec,
+    monkeypatch.chdir(tiny_sd.parent)  # the base model given as a relative path, as on a command line
+    export.save_tvt_export(tmp_path / "exp", ce_unet=pipe.unet, vae=pipe.vae, base_model=tiny_sd.name, prompt=spec,
                            architecture=arch, extra={"step": 10})
+    monkeypatch.chdir(tmp_path)
     names = {p.name for p in (tmp_path / "exp").iterdir()}
-    assert {"tvt_config.json", "ce_unet_lora", "vae_d4" if arch == "tvt" else "vae"} <= names
-    assert ("ce_unet_trainable.safetensors" in names) == (arch == "tvt")
+    assert names == {"tvt_config.json", LORA_WEIGHT_NAME, "vae_d4" if arch == "tvt" else "vae"} | (
+        {"ce_unet_trainable.safetensors"} if arch == "tvt" else set())
     assert not any(n.startswith(".") for n in (p.name for p in tmp_path.iterdir()))  # no temp folders left
+    cfg = json.loads((tmp_path / "exp" / "tvt_config.json").read_text())
+    assert set(cfg) == {"format", "architecture", "timestep", "base_model", "prompt", "extra"}
+    assert cfg["base_model"] == str(tiny_sd.resolve()) and cfg["extra"] == {"step": 10}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "exp").stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+
     loaded = TVTPipeline.from_pretrained(tmp_path / "exp")
     assert loaded.prompt_spec == spec and loaded.prompts_for(x[:, :, :8, :8]) == ["sharp"] and loaded.architecture == arch
-    assert not export._has_unmerged_lora(loaded.unet)  # merged on load
+    assert not has_unmerged_lora(loaded.unet)  # merged on load
+    torch.testing.assert_close(_generate(loaded, x, loaded.encode_prompt("")), ref, atol=1e-4, rtol=0)
+
+
+def test_diffusers_loads_our_lora_file(trained, tiny_sd, tmp_path):
+    """Users' tools read the export's LoRA: diffusers' own loaders give the trained UNet. OSEDiff architecture:
+    a StableDiffusionPipeline's load_lora_weights; TVT: the CE-UNet's load_lora_adapter."""
+    from diffusers import StableDiffusionPipeline
+
+    from tvt.models.ce_unet import build_ce_unet_from_sd, load_sd_unet
+    from tvt.models.lora import load_fully_trained
+
+    arch, pipe, _, _ = trained
+    export.save_tvt_export(tmp_path / "exp", ce_unet=pipe.unet, vae=pipe.vae, base_model=str(tiny_sd), architecture=arch)
+    if arch == "osediff":
+        sd_pipe = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, feature_extractor=None,
+                                                          requires_safety_checker=False)
+        sd_pipe.load_lora_weights(tmp_path / "exp")
+        unet = sd_pipe.unet
+    else:
+        unet = build_ce_unet_from_sd(load_sd_unet(tiny_sd))
+        load_fully_trained(unet, tmp_path / "exp" / "ce_unet_trainable.safetensors")
+        unet.load_lora_adapter(str(tmp_path / "exp"), prefix="unet", weight_name=LORA_WEIGHT_NAME)
+    assert next(iter(unet.peft_config.values())).r == 4
+    z, emb, t = torch.randn(1, 4, 16, 16), torch.randn(1, 77, 32), torch.tensor([1])
     with torch.no_grad():
-        g = loaded.generator
-        out = g.decode(g.denoise(g.encode(x, torch.Generator().manual_seed(0)), loaded.encode_prompt("")))
-    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+        torch.testing.assert_close(unet(z, t, encoder_hidden_states=emb).sample,
+                                   pipe.unet(z, t, encoder_hidden_states=emb).sample, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("trained", ["tvt"], indirect=True)
+def test_v1_export_still_loads(trained, tiny_sd, tmp_path):
+    """An export in the "tvt-export-v1" layout (peft folder ce_unet_lora/, format v1 config) loads unchanged."""
+    import copy
+
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from tvt.models.lora import fully_trained_state_dict, merge_lora
+
+    _, pipe, x, ref = trained
+    exp = tmp_path / "v1"
+    merge_lora(copy.deepcopy(pipe.vae)).save_pretrained(exp / "vae_d4")
+    (exp / "ce_unet_lora").mkdir(parents=True)
+    pipe.unet.peft_config["default"].save_pretrained(exp / "ce_unet_lora")
+    save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(pipe.unet).items()},
+              exp / "ce_unet_lora" / "adapter_model.safetensors")
+    save_file(fully_trained_state_dict(pipe.unet), exp / "ce_unet_trainable.safetensors")
+    (exp / "tvt_config.json").write_text(json.dumps({
+        "format": "tvt-export-v1", "architecture": "tvt", "base_model": str(tiny_sd), "vae": "vae_d4",
+        "vae_class": "AutoencoderKLD4", "timestep": 1, "unet": None, "encoder_lora": True,
+        "lora": {"rank": 4, "alpha": 8.0, "adapters": ["default"], "merged": False},
+        "prompt": {"positive": "clean", "negative": ""}, "unet_config": None, "extra": {}}))
+    loaded = TVTPipeline.from_pretrained(exp)
+    assert loaded.prompt_spec.text("") == "clean"  # a v1 prompt: fixed text
+    torch.testing.assert_close(_generate(loaded, x, loaded.encode_prompt("")), ref, atol=1e-4, rtol=0)
 
 
 def test_missing_weights_are_a_clear_error(tmp_path, tvt_pipe):
     with pytest.raises(MissingWeightsError, match="SD 2.1"):
         TVTPipeline.from_pretrained(tmp_path / "no_such_sd", vae_d4=tmp_path)
+    with pytest.raises(MissingWeightsError, match="neither a TVT export"):
+        TVTPipeline.from_pretrained(tmp_path)  # an empty folder
     export.save_tvt_export(tmp_path / "exp", ce_unet=tvt_pipe.unet, vae=tvt_pipe.vae, base_model=str(tmp_path / "gone"))
     with pytest.raises(MissingWeightsError, match="gone"):
         TVTPipeline.from_pretrained(tmp_path / "exp")
 
 
 def test_export_with_several_adapters(tiny_sd, tmp_path):
-    """The official code trains three LoRA adapters (encoder/decoder/others); all are saved and merged."""
+    """The official code trains three LoRA adapters (encoder/decoder/others): each gets its file, all are merged."""
     from peft import LoraConfig
 
     pipe = TVTPipeline.from_sd(tiny_sd, architecture="osediff")
@@ -252,9 +368,7 @@ def test_export_with_several_adapters(tiny_sd, tmp_path):
     with torch.no_grad():
         ref = pipe.generator.denoise(z, emb)
     export.save_tvt_export(tmp_path / "exp", ce_unet=pipe.unet, vae=pipe.vae, base_model=str(tiny_sd), architecture="osediff")
-    cfg = json.loads((tmp_path / "exp" / "tvt_config.json").read_text())
-    assert cfg["lora"]["adapters"] == ["default_decoder", "default_encoder"]
-    assert (tmp_path / "exp" / "ce_unet_lora" / "default_encoder" / "adapter_config.json").is_file()
+    assert all((tmp_path / "exp" / a / LORA_WEIGHT_NAME).is_file() for a in ("default_encoder", "default_decoder"))
     loaded = TVTPipeline.from_pretrained(tmp_path / "exp")
     with torch.no_grad():
         torch.testing.assert_close(loaded.generator.denoise(z, emb), ref, atol=1e-4, rtol=1e-5)
@@ -263,17 +377,17 @@ def test_export_with_several_adapters(tiny_sd, tmp_path):
 def test_official_release_layout_loads(tiny_sd, tmp_path):
     """A fake official release (model_TVT.pkl with three adapters + full layers, vae.ckpt) loads through
     tvt.models.convert, merges ALL three adapters, and uses the official t=1."""
+    from peft import LoraConfig
+
+    from tvt.models.convert import OFFICIAL_TIMESTEP
     from tvt.models.lora import lora_target_modules
     from tvt.models.vae import build_vae_d4
-    from tvt.pipeline import OFFICIAL_TIMESTEP
 
     pipe = TVTPipeline.from_sd(tiny_sd, vae_d4=build_vae_d4("d4", sample_size=768), architecture="tvt")
     unet = pipe.unet
     names = lora_target_modules(unet, skip=is_fully_trained)
     groups = {"encoder": [n for n in names if n.startswith("down_blocks")], "decoder": [n for n in names if n.startswith("up_blocks")]}
     groups["others"] = [n for n in names if n not in groups["encoder"] + groups["decoder"]]
-    from peft import LoraConfig
-
     for a, targets in groups.items():
         unet.add_adapter(LoraConfig(r=2, init_lora_weights=False, target_modules=targets), adapter_name=f"default_{a}")
     unet.set_adapters([f"default_{a}" for a in groups])
@@ -296,12 +410,10 @@ def test_official_release_layout_loads(tiny_sd, tmp_path):
     loaded = TVTPipeline.from_pretrained(release, base_model=str(tiny_sd), prompt_extractor=None)
     assert loaded.generator.timestep == OFFICIAL_TIMESTEP == 1
     assert loaded.prompt_spec.text("cat") == "cat, clean, high-resolution, 8k," and loaded.prompt_spec.dape_weights
-    assert not export._has_unmerged_lora(loaded.unet)
+    assert not has_unmerged_lora(loaded.unet)
     z, emb = torch.randn(1, 4, 32, 32), pipe.encode_prompt("")
     pipe.generator.timestep = 1
     with torch.no_grad():
         torch.testing.assert_close(loaded.generator.denoise(z, emb), pipe.generator.denoise(z, emb), atol=1e-4, rtol=1e-5)
-        x = torch.rand(1, 3, 64, 64) * 2 - 1
-        torch.testing.assert_close(loaded.vae.encode(x).latent_dist.mode(), pipe.vae.encode(x).latent_dist.mode())
-    with pytest.raises(MissingWeightsError, match="model_TVT.pkl"):
-        TVTPipeline.from_pretrained(tmp_path)  # a folder that is none of the known layouts
+    a, b = loaded.vae.state_dict(), pipe.vae.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

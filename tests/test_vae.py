@@ -83,12 +83,15 @@ def test_vae_tiling_is_diffusers_own_with_our_tile_size():
     encode of an image larger than a tile runs and differs from the untiled one only by the seams' blending."""
     torch.manual_seed(0)
     vae = build_vae_d4("d4", **tiny_vae_d4_kwargs()).eval()
-    x = torch.rand(1, 3, 48, 48) * 2 - 1
+    x = torch.rand(1, 3, 48, 56) * 2 - 1
     with torch.no_grad():
         whole = vae.encode(x).latent_dist.mode()
-        enable_vae_tiling(vae, 30)  # rounded down to a multiple of the VAE factor
-        assert vae.use_tiling and (vae.tile_sample_min_size, vae.tile_latent_min_size) == (28, 7)
+        enable_vae_tiling(vae, 44)  # rounded down to 4 latent pixels: diffusers' 1/4-tile blend stays whole
+        assert vae.use_tiling and (vae.tile_sample_min_size, vae.tile_latent_min_size) == (32, 8)
         tiled = vae.encode(x).latent_dist.mode()
+        for size in (20, 28, 36):  # sizes that are not multiples of 4 latent pixels still give whole latents
+            enable_vae_tiling(vae, size)
+            assert vae.encode(x).latent_dist.mode().shape == whole.shape, size
         enable_vae_tiling(vae, 0)
         assert not vae.use_tiling and torch.equal(vae.encode(x).latent_dist.mode(), whole)
     assert tiled.shape == whole.shape and not torch.equal(tiled, whole)

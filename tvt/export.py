@@ -31,8 +31,8 @@ from torch import nn
 
 from .errors import InputError
 from .io import atomic_dir
-from .models.lora import (LORA_WEIGHT_NAME, adapter_names, fully_trained_state_dict, has_unmerged_lora, load_fully_trained,
-                          load_lora_adapters, lora_files, merge_lora, save_lora_adapters, unwrap_peft)
+from .models.lora import (LORA_WEIGHT_NAME, adapter_names, has_unmerged_lora, load_fully_trained, load_lora_adapters,
+                          lora_files, merge_lora, save_fully_trained, save_lora_adapters, unwrap_peft)
 from .models.loading import TVTComponents, load_text_parts, require_pretrained
 from .prompts import PromptSpec
 
@@ -96,7 +96,7 @@ def save_tvt_export(
             if has_unmerged_lora(unet):
                 save_lora_adapters(unet, tmp)
             if architecture == "tvt":  # the CE-UNet's fully trained layers (Sec. 3.3); OSEDiff and S4 have none
-                _save_fully_trained(unet, tmp / TRAINABLE_NAME)
+                save_fully_trained(unet, tmp / TRAINABLE_NAME)
         for name, part in zip(_PARTS, (text_encoder, tokenizer, scheduler)):
             if part is not None:
                 part.save_pretrained(tmp / name)
@@ -116,15 +116,6 @@ def _merged_copy(model: nn.Module) -> nn.Module:
     """``model`` without LoRA wrappers: a merged copy when it has any (the caller's model is left untouched)."""
     model = unwrap_peft(model)
     return merge_lora(copy.deepcopy(model)) if has_unmerged_lora(model) else model
-
-
-def _save_fully_trained(unet: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    weights = fully_trained_state_dict(unet)
-    if not weights:
-        raise InputError("no fully trained CE-UNet layers found: is ce_unet a CE-UNet? (architecture='tvt')")
-    save_file(weights, str(path))
 
 
 def _jsonable(obj):

@@ -406,9 +406,10 @@ def _prompting(spec: PromptSpec, prompt_extractor, ram_weights, dape_weights, de
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class FolderResult:
-    """What ``super_resolve_folder`` did. ``failed``: (input, one-line reason); ``seconds``: time on written images."""
+    """What ``super_resolve_folder`` did: the output ``folder``, the images ``written`` there, the inputs
+    ``skipped`` (output exists) and ``failed`` (input, one-line reason); ``seconds``: time on written images."""
 
-    out_dir: Path
+    folder: Path
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
@@ -444,7 +445,7 @@ def super_resolve_folder(pipe: _SRPipeline, inputs: str | Path | Sequence[str | 
         target = out_dir / f"{path.stem}.png"
         if target in claimed:
             result.failed.append((path, f"output name {target.name} already used by {claimed[target].name}; rename one"))
-            logger.error("%s: %s", path, result.failed[-1][1])
+            logger.error("%s: %s", path.name, result.failed[-1][1])
             continue
         claimed[target] = path
         if target.exists() and not overwrite:

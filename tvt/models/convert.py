@@ -29,7 +29,7 @@ from torch import nn
 
 from ..prompts import DAPE_WEIGHTS, RAM_WEIGHTS, official_inference_prompt
 from .loading import SD21_BASE, MissingWeightsError, TVTComponents, load_text_parts
-from .lora import merge_lora, official_lora_groups
+from .lora import merge_lora
 from .vae import AutoencoderKLD4, build_vae_d4
 
 OFFICIAL_VAE_PREFIX = "vaeDe4."

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import TVTError
+from ..hub import hub_kwargs
 from ..prompts import PromptSpec
 from .sd21 import SD21_BASE
 
@@ -37,13 +38,14 @@ class TVTComponents:
 
 
 def looks_local(path_or_hub_id: str | Path) -> bool:
-    """A path rather than a hub id ("org/name"): it exists, starts with . / ~, or has more than one "/"."""
+    """A path rather than a hub id ("org/name"): it exists, starts with . / ~, or has not exactly one "/"."""
     name = str(path_or_hub_id)
     return Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or name.count("/") != 1
 
 
 def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = None, **kwargs):
-    """``cls.from_pretrained`` with an error that names the weights and where to put them.
+    """``cls.from_pretrained`` with an error that names the weights and where to put them; offline, hub ids
+    resolve from the local cache only, so a missing model is reported at once (tvt.hub).
 
     Never falls back to random weights.
     """
@@ -56,7 +58,7 @@ def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = N
         if not folder.is_dir():
             raise MissingWeightsError(f"{what}: folder {folder} does not exist (expected a diffusers model folder)")
     try:
-        return cls.from_pretrained(path_or_hub_id, subfolder=subfolder, **kwargs)
+        return cls.from_pretrained(path_or_hub_id, subfolder=subfolder, **{**hub_kwargs(), **kwargs})
     except (OSError, ValueError, EnvironmentError) as err:
         where = f"{path_or_hub_id}/{subfolder}" if subfolder else path_or_hub_id
         raise MissingWeightsError(
@@ -84,7 +86,7 @@ def download_if_present(repo_id: str, filename: str) -> Path | None:
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
 
-        hf_hub_download(repo_id, filename)
-        return Path(snapshot_download(repo_id))
+        hf_hub_download(repo_id, filename, **hub_kwargs())
+        return Path(snapshot_download(repo_id, **hub_kwargs()))
     except Exception:  # offline, no such repo, or no such file: not a failure here
         return None

@@ -134,13 +134,14 @@ def enable_vae_tiling(vae: AutoencoderKL, tile_px: int) -> None:
     """diffusers' VAE tiling (``vae.enable_tiling()``) with ``tile_px`` x ``tile_px`` image tiles; 0 = off.
 
     diffusers 0.42's ``enable_tiling()`` takes no size: the tiles are the ``tile_sample_min_size`` (image) and
-    ``tile_latent_min_size`` (latent) attributes, which must agree, so they are set here together. Exact when
-    the image fits one tile.
+    ``tile_latent_min_size`` (latent) attributes, which must agree, so they are set here together. The tile is
+    rounded down to a multiple of 4 latent pixels: diffusers steps by 3/4 of a tile and blends 1/4, and other
+    sizes give latents of the wrong size. Exact when the image fits one tile.
     """
     if tile_px <= 0:
         vae.disable_tiling()
         return
     f = downscale_factor(vae.config)
-    tile_px = max(f, tile_px // f * f)
+    tile_px = max(4 * f, tile_px // (4 * f) * (4 * f))
     vae.tile_sample_min_size, vae.tile_latent_min_size = tile_px, tile_px // f
     vae.enable_tiling()
