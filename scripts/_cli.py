@@ -31,7 +31,7 @@ QUIET = ("accelerate", "diffusers", "transformers", "torch", "PIL", "matplotlib"
 def command(schema: type[T], *, aliases: dict[str, str] | None = None, positional: str | None = None):
     """Turn ``fn(cfg) -> int`` into ``main(argv=None) -> int`` (see the module docstring)."""
     def wrap(fn: Callable[[T], int | None]) -> Callable[[Sequence[str] | None], int]:
-        doc = sys.modules[fn.__module__].__doc__ or ""
+        doc = fn.__globals__.get("__doc__") or ""  # the script's module docstring
 
         @functools.wraps(fn)
         def main(argv: Sequence[str] | None = None) -> int:

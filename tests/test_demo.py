@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tvt.report import plot_curves, write_report
+from tvt_scripts.report import plot_curves, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,16 +14,15 @@ def test_report_md_and_html(tmp_path):
     md, html = write_report(tmp_path, "T", [("Table", "| a | b |\n|---|---|\n| **1** | <u>2</u> |"), ("Note", "- x `y`")],
                             [("curve", "c.png")])
     text = html.read_text()
-    assert "<table>" in text and "<b>1</b>" in text and "<u>2</u>" in text and "<li>x <code>y</code></li>" in text
+    assert "<table>" in text and "<strong>1</strong>" in text and "<u>2</u>" in text and "<li>x <code>y</code></li>" in text
     assert "![curve](c.png)" in md.read_text() and (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_quickstart_notebook_runs(tmp_path, realsr):
+def test_quickstart_notebook_runs(tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
-    os.environ["TVT_BENCHMARKS"] = str(realsr.parent)
     os.environ["MPLBACKEND"] = "Agg"
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

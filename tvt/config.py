@@ -13,8 +13,8 @@ One grammar for every command and for notebooks:
     value                    appended to the command's positional list key, if it declares one
     -h, --help               HelpRequested, whose text lists every key with its type, default and comment
 
-Paths written ``${data:RealSR/HR}`` / ``${weights:DAPE.pth}`` are relative to the data root (``TVT_DATA``,
-tvt.data.catalog) / the weights root (``TVT_WEIGHTS``, tvt.weights).
+Paths written ``${data:RealSR/HR}`` / ``${weights:DAPE.pth}`` / ``${samples:DRealSR/HR}`` are relative to the
+data root (``TVT_DATA``, tvt.data.catalog), the weights root (``TVT_WEIGHTS``, tvt.weights) or the bundled samples.
 An unknown or mistyped key, or a value of the wrong type, raises ConfigError naming it.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Sequence, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .data.catalog import data_root
+from .data.catalog import data_root, samples_root
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -38,14 +38,20 @@ def _data_path(rel: str = "") -> str:
     return str(data_root() / rel)
 
 
+def _samples_path(rel: str = "") -> str:
+    return str(samples_root() / rel)
+
+
 def _weights_path(rel: str = "") -> str:
     from .weights import weights_root
 
     return str(weights_root() / rel)
 
 
-# ${data:RealSR/HR} / ${weights:DAPE.pth} in any config: that path under the data / weights root
+# ${data:RealSR/HR} / ${weights:DAPE.pth} / ${samples:RealSR} in any config: that path under the data root,
+# the weights root, or the repository's bundled samples
 OmegaConf.register_resolver("data", _data_path, replace=True)
+OmegaConf.register_resolver("samples", _samples_path, replace=True)
 OmegaConf.register_resolver("weights", _weights_path, replace=True)
 
 __all__ = ["ConfigError", "HelpRequested", "load_config", "to_yaml", "config_help"]

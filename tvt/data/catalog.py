@@ -33,6 +33,11 @@ def data_root() -> Path:
     return Path.cwd() / "data"
 
 
+def samples_root() -> Path:
+    """The few sample images bundled with the repository (data/samples/README.md): toy runs, demo, tests."""
+    return Path(__file__).resolve().parents[2] / "data" / "samples"
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     name: str
