@@ -1,130 +1,157 @@
-"""One ISR training step (paper Sec. 3.3): generator (VAE-D4 + CE-UNet LoRA) + L2 + LPIPS + VSD (real/fake SD UNets),
-generator and fake-UNet optimizer steps. Random weights with the SD 2.1 shapes (no downloads); step time + peak memory.
+"""Step time and peak memory of one-step ISR training, timing the code users run: ``Trainer.optimizer_step`` of
+``ISRStage`` built from configs/isr.yaml, on random weights with SD 2.1-base's shapes (no download).
 
-    python benchmarks/train_isr.py --size full --device cuda          # 512 crops, batch 2, bf16 (the official scale)
-    python benchmarks/train_isr.py --size reduced --device cpu        # tiny widths, 128 crops: a CPU smoke run
+What is timed: one optimizer step of one micro-batch = ``ISRStage.train_step`` (Real-ESRGAN degradation, CLIP
+prompt embedding, VAE-D4 + CE-UNet generator, L2 + LPIPS + VSD with classifier-free guidance, the fake UNet's
+loss, both backward passes) + gradient clipping + both AdamW steps + the lr schedules, data loading included.
+Median over --steps after --warmup steps.
+
+    python benchmarks/train_isr.py --size full                    # GPU: batch 2, 512x512 crops, bf16
+    python benchmarks/train_isr.py --size tiny --device cpu       # tiny widths, 64x64 crops: runs anywhere
+
+The random SD 2.1 folder, VAE-D4 and HR images are written once under --work (full: about 3 GB) and reused.
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import multiprocessing
+import os
 import platform
 import resource
+import statistics
 import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DConditionModel
-from peft import LoraConfig
 
-from tvt.flops import SD21_UNET_CONFIG
-from tvt.losses.perceptual import LPIPSLoss
-from tvt.losses.vsd import VSDLoss
-from tvt.models.ce_unet import build_ce_unet_from_sd
-from tvt.models.generator import OneStepGenerator
-from tvt.models.lora import add_ce_unet_lora, lora_target_modules
-from tvt.models.vae import build_vae_d4
-from tvt.testing import SD21_SCHEDULER, tiny_unet_config, tiny_vae_d4_kwargs
-
-SIZES = {  # unet config, vae overrides, crop, text dim
-    "full": (SD21_UNET_CONFIG, {}, 512, 1024),
-    "reduced": (tiny_unet_config(), tiny_vae_d4_kwargs(), 128, 32),
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {  # crop, config overrides beyond configs/isr.yaml's
+    "full": (512, []),
+    "tiny": (64, ["data.degradation=tiny"]),
 }
+TIMED = __doc__.split("\n\n")[1]  # the paragraph above, repeated in the results
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "'no'"}  # train.mixed_precision
 
 
-def cpu_name() -> str:
+def write_inputs(work: Path, size: str) -> tuple[Path, Path, Path]:
+    """Random SD 2.1 folder, VAE-D4 and four random HR images of ``size``; written once."""
+    from PIL import Image
+
+    from tvt.models.vae import build_vae_d4
+    from tvt.testing import make_random_sd, tiny_vae_d4_kwargs
+
+    sd, vae, hr = work / f"sd21-{size}", work / f"vae_d4-{size}", work / f"hr-{size}"
+    if not (sd / "model_index.json").is_file():
+        make_random_sd(sd, size, dtype=torch.bfloat16)
+    if not (vae / "config.json").is_file():
+        build_vae_d4("d4", **({} if size == "full" else tiny_vae_d4_kwargs())).save_pretrained(vae)
+    if not hr.is_dir():
+        hr.mkdir(parents=True)
+        g = torch.Generator().manual_seed(0)
+        for i in range(4):
+            pixels = torch.randint(0, 256, (SIZES[size][0], SIZES[size][0], 3), generator=g, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(hr / f"{i}.png")
+    return sd, vae, hr
+
+
+def measure(args, sd: Path, vae: Path, hr: Path, runs: Path) -> tuple[list[float], str, int]:
+    from tvt.config import load_config
+    from tvt.train.core import Trainer
+    from tvt.train.isr import ISRConfig, ISRStage
+
+    crop, extra = SIZES[args.size]
+    cfg = load_config(ISRConfig, [
+        "--config", str(ROOT / "configs" / "isr.yaml"), f"sd_model={sd}", f"vae_d4={vae}", f"data.sources=[{hr}]",
+        "data.resize_sources=[]", f"data.crop_size={crop}", "data.val_hr=null", "data.val_lr=null",
+        "prompt.extractor=fixed", "inference_prompt.extractor=fixed", "loss.lpips_backbone=random",
+        f"train.batch_size={args.batch}", "train.grad_accum=1", f"train.mixed_precision={PRECISION[args.dtype]}",
+        f"train.cpu={args.device == 'cpu'}", f"train.output_dir={runs}", "train.tracker=none", "train.num_workers=0",
+        "train.val_every=0", "train.export=false", *extra])
+    trainer = Trainer(ISRStage(cfg))
+    batches = trainer.start()
+    cuda = trainer.accelerator.device.type == "cuda"
+    times = []
+    for i in range(args.warmup + args.steps):
+        if cuda and i == args.warmup:
+            torch.cuda.reset_peak_memory_stats()  # from here: weights + optimizer states + one step's activations
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        trainer.optimizer_step(batches)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    trainable = sum(p.numel() for opt in trainer.stage.optimizers for g in opt.param_groups for p in g["params"])
+    if cuda:
+        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (torch.cuda.max_memory_allocated)"
+    else:
+        memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (peak RSS of the process)"
+    return times, memory, trainable
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"GPU: {torch.cuda.get_device_name()}"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:
-        return platform.processor() or "unknown CPU"
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or "unknown CPU"
+    return f"CPU: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="full")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on cuda, fp32 on cpu")
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--output", default="benchmarks/results/train_isr.md")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--work", default="runs/benchmark_train_isr", help="where the random models are kept")
+    ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "train_isr.md"))
     args = ap.parse_args()
-    torch.manual_seed(0)
-    dev = torch.device(args.device)
-    unet_cfg, vae_kw, crop, text_dim = SIZES[args.size]
-
-    sd_unet = UNet2DConditionModel(**unet_cfg)
-    vae = build_vae_d4("d4", **vae_kw).requires_grad_(False)
-    ce_unet = build_ce_unet_from_sd(sd_unet)
-    add_ce_unet_lora(ce_unet, rank=4)
-    ce_unet.enable_gradient_checkpointing()
-    sched = DDPMScheduler(**SD21_SCHEDULER)
-    gen = OneStepGenerator(vae, ce_unet, sched.alphas_cumprod, 999).to(dev)
-    real = sd_unet.requires_grad_(False).to(dev).eval()
-    fake = copy.deepcopy(real)
-    fake.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=lora_target_modules(fake)))
-    fake.enable_gradient_checkpointing()
-    vsd = VSDLoss(real, fake, sched, cfg_scale=7.5, patches=True).to(dev)
-    lpips = LPIPSLoss("vgg", "random").to(dev)
-    gen_params = [p for p in gen.parameters() if p.requires_grad]
-    opt_g = torch.optim.AdamW(gen_params, lr=5e-5)
-    opt_f = torch.optim.AdamW([p for p in fake.parameters() if p.requires_grad], lr=5e-5)
-    n_train = sum(p.numel() for p in gen_params)
-    hr = torch.rand(args.batch, 3, crop, crop, device=dev) * 2 - 1
-    lr_up = F.interpolate(F.interpolate(hr, scale_factor=0.25, mode="bicubic"), size=(crop, crop), mode="bicubic")
-    emb = torch.randn(args.batch, 77, text_dim, device=dev)
-    neg = torch.randn(args.batch, 77, text_dim, device=dev)
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
-
-    def step() -> None:
-        with amp:
-            sr, z0 = gen(lr_up, emb)
-            loss = F.mse_loss(sr.float(), hr) + 2 * lpips(sr, hr) + vsd.generator_loss(z0, emb, neg)[0]
-        loss.backward()
-        opt_g.step(), opt_g.zero_grad(set_to_none=True)
-        with amp:
-            fl = vsd.fake_loss(z0, emb)[0]
-        fl.backward()
-        opt_f.step(), opt_f.zero_grad(set_to_none=True)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    step()  # warm-up (optimizer state allocation)
-    sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    if dev.type == "cuda":
-        mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (torch.cuda.max_memory_allocated)"
-        machine = torch.cuda.get_device_name()
-    else:
-        mem = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process peak RSS)"
-        machine = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+    load_before = os.getloadavg()[0]
+    command = "python benchmarks/train_isr.py " + " ".join(sys.argv[1:])
+    # written in a child process, so that the peak RSS below is training's, not that of creating the models
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        sd, vae, hr = pool.submit(write_inputs, Path(args.work), args.size).result()
+    with tempfile.TemporaryDirectory() as runs:
+        times, memory, trainable = measure(args, sd, vae, hr, Path(runs))
+    crop = SIZES[args.size][0]
+    weights = ("SD 2.1-base's shapes (`tvt.testing.make_random_sd`) and a full-size VAE-D4" if args.size == "full" else
+               "SD 2.1-base's layout at tiny widths (`tvt.testing.make_random_sd(size='tiny')`) and a tiny VAE-D4")
+    setting = f"{args.size}: {crop}x{crop}, batch {args.batch}, {args.dtype}"
+    timing = f"{statistics.median(times):.3f} s ({min(times):.3f} s)"
+    rows = [f"| {setting} | {machine(args.device)} | {timing} | {memory} |"]
+    if args.device == "cpu":
+        rows.insert(0, f"| full: 512x512, batch {args.batch}, bf16 | GPU | not measured: no GPU on this machine | "
+                       "not measured: no GPU on this machine |")
     text = f"""# One ISR training step (`benchmarks/train_isr.py`)
 
-Command: `python benchmarks/train_isr.py --size {args.size} --device {args.device} --dtype {args.dtype} --batch {args.batch} --steps {args.steps}`
+Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})
 
-Machine: {machine}; torch {torch.__version__}. Size `{args.size}`: {crop}x{crop} crops, batch {args.batch}, {args.dtype},
-gradient checkpointing, CE-UNet LoRA rank 4 + replicated levels ({n_train / 1e6:.2f}M trainable), VSD on 2x2 latent patches
-with classifier-free guidance, LPIPS with a random VGG backbone (same cost as the pretrained one). Random weights.
+{TIMED}
 
-| step time (min) | step time (median) | peak memory |
-|---|---|---|
-| {times[0]:.3f} s | {times[len(times) // 2]:.3f} s | {mem} |
-"""
-    if dev.type != "cuda":
-        text += ("\n**No GPU was available for this run**: the numbers above are CPU numbers at the stated size, not the\n"
-                 "GPU step time or memory of the official 512x512 bf16 setting. Run `--size full --device cuda` on a GPU for those.\n")
+Config: configs/isr.yaml (gradient checkpointing, CE-UNet LoRA rank 4 + replicated levels: {trainable / 1e6:.2f}M
+trainable parameters in both optimizers, VSD on 2x2 latent patches, cfg 7.5), except: random weights, {weights};
+`prompt.extractor=fixed` (the RAM tagger of the official recipe needs its weights: its time is not included); LPIPS
+on a random VGG (same cost as the pretrained one); random-noise HR images, loaded in the main process; one
+micro-batch per optimizer step (the official recipe accumulates 2).
+
+| setting | machine; torch {torch.__version__} | step time: median (min), {args.steps} after {args.warmup} | peak memory |
+|---|---|---|---|
+""" + "\n".join(rows) + "\n"
+    if args.device == "cpu" and load_before > 0.5 * os.cpu_count():
+        text += (f"\nOther jobs shared the CPU (load average {load_before:.1f} on {os.cpu_count()} cores before the run): "
+                 "the times are inflated, the min less than the median.\n")
     Path(args.output).write_text(text)
     print(text)
 

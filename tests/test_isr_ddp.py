@@ -1,5 +1,6 @@
 """ISR training under `accelerate launch --num_processes 2 --cpu`: ranks read different samples, parameters stay
-identical across ranks, only rank 0 writes the run folder contents (metrics, checkpoints, export)."""
+identical across ranks, logs are means over the ranks, only rank 0 writes the run folder contents (metrics,
+checkpoints, export)."""
 import json
 import os
 import subprocess
@@ -21,7 +22,10 @@ SCRIPT = textwrap.dedent('''
             r = self.accelerator.process_index
             with open(f"{sys.argv[1]}/positions-{r}.jsonl", "a") as f:
                 f.write(json.dumps(batch["position"].tolist()) + "\\n")
-            return super().train_step(batch, step)
+            logs = super().train_step(batch, step)
+            with open(f"{sys.argv[1]}/l2-{r}.jsonl", "a") as f:
+                f.write(json.dumps(float(logs["l2"])) + "\\n")
+            return logs
 
     cfg = load_config(ISRConfig, None, sys.argv[2:])
     stage = Probe(cfg)
@@ -58,7 +62,9 @@ def test_two_process_cpu_training(tmp_path, drealsr, tiny_sd, tiny_vae_d4):
     p0, p1 = torch.load(tmp_path / "params-0.pt"), torch.load(tmp_path / "params-1.pt")
     assert torch.equal(p0, p1)
     run = next(out.iterdir())
-    rows = (run / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2  # one writer: rank 0
+    l2 = [[json.loads(line) for line in (tmp_path / f"l2-{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    assert [r["l2"] for r in rows] == pytest.approx([(a + b) / 2 for a, b in zip(*l2)], rel=1e-5)  # both ranks' mean
     assert [c.name for c in (run / "checkpoints").iterdir()] == ["checkpoint-2"]
     assert (run / "export" / "tvt_config.json").is_file()

@@ -107,7 +107,7 @@ def test_damaged_checkpoints_are_refused_naming_the_file(tmp_path, hr_dir):
         resume(c1)
     _, fresh = fit(tmp_path / "other", hr_dir, "train.max_steps=1")
     with pytest.raises(CheckpointError, match="cannot resume from"):  # a config that builds other models
-        resume(fresh, "vae_kwargs={block_out_channels: [8, 8], norm_num_groups: 4, layers_per_block: 1}")
+        resume(fresh, "vae_kwargs={block_out_channels: [16, 16, 16, 16], norm_num_groups: 4, layers_per_block: 1}")
     assert checkpoints(run) == [c1, c2, c3]  # a refused resume deletes nothing
 
 

@@ -132,3 +132,26 @@ def make_tiny_vae_d4(folder: str | Path, seed: int = 0, variant: str = "d4") -> 
     folder = Path(folder)
     build_vae_d4(variant, **tiny_vae_d4_kwargs()).save_pretrained(folder)
     return folder
+
+
+def make_random_sd(folder: str | Path, size: str = "tiny", dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
+    """Write an SD 2.1-base-shaped folder with random weights: ``tiny`` widths (``make_tiny_sd``) or SD 2.1's
+    ``full`` ones (UNet 866M, VAE-D8 84M, text encoder 340M parameters; saved in ``dtype``, 2.6 GB in bf16) for
+    benchmarks at the real shapes. The tokenizer is the tiny one in both: it only sets which ids the text holds."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from .models.sd21 import SD21_TEXT_CONFIG
+
+    if size not in ("tiny", "full"):
+        raise ValueError(f"size must be 'tiny' or 'full', got '{size}'")
+    folder = make_tiny_sd(folder, seed)
+    if size == "full":
+        tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        text = CLIPTextConfig(**SD21_TEXT_CONFIG, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                              pad_token_id=tok.pad_token_id)
+        for name, build in (("unet", lambda: UNet2DConditionModel(**SD21_UNET_CONFIG)),
+                            ("vae", lambda: AutoencoderKL(**SD21_VAE_CONFIG)),
+                            ("text_encoder", lambda: CLIPTextModel(text))):
+            build().to(dtype).save_pretrained(folder / name)  # same file names as the tiny model's: overwritten
+    return folder

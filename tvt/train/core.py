@@ -150,7 +150,7 @@ def make_optimizer(params, cfg: TrainConfig, lr: float | None = None) -> torch.o
         try:
             import bitsandbytes as bnb
         except ImportError:
-            raise ImportError("train.use_8bit_adam=true needs bitsandbytes: pip install bitsandbytes") from None
+            raise ConfigError("train.use_8bit_adam=true needs bitsandbytes: pip install bitsandbytes") from None
         return bnb.optim.AdamW8bit(params, **kwargs)
     return torch.optim.AdamW(params, **kwargs)
 
@@ -348,18 +348,14 @@ class Trainer:
         from tqdm.auto import tqdm
 
         t, stage = self.tcfg, self.stage
-        if t.nonfinite not in ("halt", "skip"):
-            raise ConfigError(f"train.nonfinite must be 'halt' or 'skip', got '{t.nonfinite}'")
-        for key in stage.run_inputs:  # resolved before config.yaml is written: the run records the real path
-            value = getattr(self.cfg, key)
-            setattr(self.cfg, key, resolve_run_path(value, t.output_dir))
-            if getattr(self.cfg, key) != value:
-                log.info("%s=%s: %s", key, value, getattr(self.cfg, key))
+        self._check_config()
         resume = resolve_resume(t)
         state = read_checkpoint(resume[1]) if resume else {"step": 0, "nonfinite_skipped": 0}
         # Without CUDA, accelerate only recognises a multi-process (torchrun / accelerate launch) job when told cpu=True.
         cpu = t.cpu or not torch.cuda.is_available()
-        self.run_dir = resume[0] if resume else self._new_run_dir(PartialState(cpu=cpu))
+        processes = PartialState(cpu=cpu)
+        self.is_main = processes.is_main_process
+        self.run_dir = resume[0] if resume else self._new_run_dir(processes)
         acc = self.accelerator = Accelerator(
             cpu=cpu, gradient_accumulation_steps=t.grad_accum, mixed_precision=t.mixed_precision,
             log_with=None if t.tracker == "none" else t.tracker,
@@ -399,7 +395,7 @@ class Trainer:
         logs["lr"] = stage.optimizers[0].param_groups[0]["lr"]  # the lr of this update
         for opt in stage.optimizers:
             opt.step()
-        for sch in stage.schedulers:  # schedules count optimizer steps, so they are not prepared by accelerate
+        for sch in stage.schedulers:  # they count optimizer steps, so they are not prepared by accelerate
             sch.step()
         self._zero_grad()
         stage.after_optimizer_step()
@@ -437,7 +433,7 @@ class Trainer:
             os.replace(tmp, final)
         acc.wait_for_everyone()
         acc.end_training()
-        acc.print(f"run folder: {self.run_dir} (step {self.step}" + (", export/)" if self.tcfg.export else ")"))
+        acc.print(f"run folder: {self.run_dir} (finished at step {self.step})")
 
     def stop(self) -> None:
         """After an error or Ctrl-C: one line on what is left; a new run without a checkpoint is removed."""
@@ -482,13 +478,26 @@ class Trainer:
         return final
 
     # -- helpers -----------------------------------------------------------------------------
-    def _new_run_dir(self, state) -> Path:
+    def _check_config(self) -> None:
+        t = self.tcfg
+        if t.nonfinite not in ("halt", "skip"):
+            raise ConfigError(f"train.nonfinite must be 'halt' or 'skip', got '{t.nonfinite}'")
+        if t.mixed_precision not in ("no", "fp16", "bf16"):  # YAML reads a bare `no` as false
+            raise ConfigError(f"train.mixed_precision must be 'no' (quoted), 'fp16' or 'bf16', "
+                              f"got '{t.mixed_precision}'")
+        for key in self.stage.run_inputs:  # resolved before config.yaml is written: the run records the real path
+            value = getattr(self.cfg, key)
+            setattr(self.cfg, key, resolve_run_path(value, t.output_dir))
+            if getattr(self.cfg, key) != value:
+                log.info("%s=%s: %s", key, value, getattr(self.cfg, key))
+
+    def _new_run_dir(self, processes) -> Path:
         out, name = Path(self.tcfg.output_dir), self.tcfg.run_name
-        self.new_run, self.is_main = True, state.is_main_process
-        if state.is_main_process:
+        self.new_run = True
+        if processes.is_main_process:
             run_dir = new_run_dir(out, name)
             (run_dir / "config.yaml").write_text(to_yaml(self.cfg))
-        state.wait_for_everyone()
+        processes.wait_for_everyone()
         return _run_dirs(out, name)[-1]
 
     def _load_state(self, ckpt: Path, state: dict) -> None:
@@ -520,7 +529,8 @@ class Trainer:
         self.skipped += 1
         msg = f"non-finite {', '.join(bad)} at step {self.step + 1}"
         if self.tcfg.nonfinite == "halt" or self.skipped > self.tcfg.max_nonfinite:
-            raise NonFiniteLossError(f"{msg}: halting (train.nonfinite=skip skips such steps, up to train.max_nonfinite)")
+            raise NonFiniteLossError(f"{msg}: halting (train.nonfinite=skip skips such steps, up to "
+                                     "train.max_nonfinite)")
         log.warning("%s: step skipped (%d so far)", msg, self.skipped)
 
 
