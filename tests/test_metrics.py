@@ -110,3 +110,14 @@ def test_crop_figure(tmp_path):
     assert fig.getpixel((4 + 50, 4 + 18 + 25)) == (32, 0, 0)  # LR crop taken at the scaled box, zoomed
     with pytest.raises(FileNotFoundError, match="img2"):
         crop_figure([("img2", (0, 0, 8, 8))], dirs, tmp_path / "fig2.png")
+
+
+def test_psnr_y_on_tensors_equals_pyiqa(realsr):
+    from tvt.metrics.image import psnr_y
+
+    pairs = [_random_pair(), *_realsr_pairs(realsr)]
+    pyiqa_psnr = build_metric("psnr")
+    for x, y in pairs:
+        assert abs(float(psnr_y(x, y)) - float(pyiqa_psnr(x, y))) < 1e-3
+    with pytest.raises(ValueError, match="one shape"):
+        psnr_y(pairs[0][0], pairs[0][1][..., :8])

@@ -209,13 +209,15 @@ def _type_name(t) -> str:
 
 
 def _comments(schema: type) -> dict[str, str]:
-    try:
-        source = inspect.getsource(schema)
-    except (OSError, TypeError):
-        return {}
+    """{field: the comment beside it in the class source}, base classes first so subclasses override."""
     found = {}
-    for line in source.splitlines():
-        m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
-        if m:
-            found[m.group(1)] = m.group(2).strip()
+    for cls in reversed([c for c in schema.__mro__ if dataclasses.is_dataclass(c)]):
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            m = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+            if m:
+                found[m.group(1)] = m.group(2).strip()
     return found
