@@ -125,3 +125,60 @@ def tagger_image_encoder_complexity() -> Complexity | None:
     with torch.device("meta"):
         swin = timm.create_model("swin_large_patch4_window12_384", pretrained=False)
         return complexity(swin, swin, torch.zeros(1, 3, 384, 384))
+
+
+# ---------------------------------------------------------------------------------------------
+# Side by side with the paper (Tables 1, 4, 5, 7 and Sec. 3.3)
+# ---------------------------------------------------------------------------------------------
+# name -> (paper params, paper FLOPs, where); None where the paper gives no figure.
+PAPER = {
+    "vae_d8": (83.7e6, 1.8e12, "Table 1"),
+    "vae_d4": (15.2e6, 1.1e12, "Table 1"),
+    "unet_sd21_64": (865.9e6, None, "SD 2.1"),
+    "unet_sd21_128": (None, 1.35e12, "Sec. 3.3"),
+    "ce_unet_128": (None, 0.73e12, "Sec. 3.3"),
+    "osediff_total": (1.77e9, 2.27e12, "Table 4 (incl. DAPE)"),
+    "tvt_total": (1.72e9, 1.97e12, "Table 4 (incl. DAPE)"),
+}
+# Whole-pipeline FLOPs the paper reports: (label, VAE, UNet, paper FLOPs, where); each = VAE + UNet + text encoder + tagger.
+PAPER_TOTALS = [
+    ("OSEDiff = S1", "vae_d8", "unet_sd21_64", 2.27e12, "Table 4, 7"),
+    ("TVT", "vae_d4", "ce_unet_128", 1.97e12, "Table 4, 5, 7"),
+    ("V1", "vae_v1", "ce_unet_128", 3.02e12, "Table 5"),
+    ("V2", "vae_v2", "ce_unet_128", 2.40e12, "Table 5"),
+    ("S4 (VAE-D4 + SD UNet)", "vae_d4", "unet_sd21_128", 2.59e12, "Table 7"),
+]
+
+
+def _pct(ours: float, paper: float | None) -> str:
+    return f"{100 * (ours / paper - 1):+.1f}%" if paper else ""
+
+
+def paper_comparison(res: dict[str, Complexity], tagger: Complexity | None) -> str:
+    """Markdown: every network beside the paper's figure, then which convention gives the paper's totals."""
+    rows = ["| model | params (M) | paper | diff | FLOPs (T) | paper | diff | attention MACs (T, not counted) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, c in res.items():
+        pp, pf, _ = PAPER.get(name, (None, None, ""))
+        rows.append(f"| {name} | {c.params / 1e6:.3f} | {f'{pp / 1e6:.1f}' if pp else ''} | {_pct(c.params, pp)} | "
+                    f"{c.flops / 1e12:.3f} | {f'{pf / 1e12:.2f}' if pf else ''} | {_pct(c.flops, pf)} | "
+                    f"{c.attention_flops / 1e12:.3f} |")
+    rows += ["", "Totals above = VAE encode+decode + one UNet call + CLIP text encoder. The paper's pipeline totals also "
+             "contain the DAPE tagger; its image encoder (RAM's Swin-L at 384x384, timm config) is "
+             + (f"{tagger.params / 1e6:.1f}M params / {tagger.flops / 1e12:.3f}T." if tagger else "not countable here (timm missing)."), ""]
+    if "tvt_total" not in res or "vae_v1" not in res:
+        return "\n".join(rows)
+    t = tagger.flops if tagger else 0
+    rows += ["| pipeline | paper (T) | VAE+UNet+text enc. | + tagger (Swin-L@384) | diff | + tagger + 1/2 VAE attention | diff "
+             "| + tagger + VAE attention | diff |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, vae, unet, paper, where in PAPER_TOTALS:
+        base = res[vae].flops + res[unet].flops + res["text_encoder"].flops
+        cols = [base + t, base + t + res[vae].attention_flops / 2, base + t + res[vae].attention_flops]
+        rows.append(f"| {label} ({where}) | {paper / 1e12:.2f} | {base / 1e12:.3f} | "
+                    + " | ".join(f"{v / 1e12:.3f} | {_pct(v, paper)}" for v in cols) + " |")
+    gap = {k: PAPER[k][0] - res[k].params - (tagger.params if tagger else 0) for k in ("osediff_total", "tvt_total")}
+    rows += ["", f"Params: Table 4 minus ours (VAE + UNet + text encoder + the tagger's Swin-L) = {gap['osediff_total'] / 1e9:.3f}B "
+             f"(OSEDiff), {gap['tvt_total'] / 1e9:.3f}B (TVT): RAM's tagging head and whatever else the paper counted.",
+             f"TVT / OSEDiff FLOPs: {res['tvt_total'].flops / res['osediff_total'].flops:.3f} without the tagger, "
+             f"{(res['tvt_total'].flops + t) / (res['osediff_total'].flops + t):.3f} with it (paper: {1.97 / 2.27:.3f})."]
+    return "\n".join(rows)
