@@ -1,16 +1,24 @@
-"""Per-image latency and peak memory: TVT (VAE-D4 + CE-UNet) vs the OSEDiff architecture (VAE-D8 + SD UNet).
+"""Latency, throughput and achieved TFLOP/s: TVT (VAE-D4 + CE-UNet) vs the OSEDiff architecture (VAE-D8 + SD UNet),
+eager and on the fast path (TVTPipeline.enable_fast_inference), side by side in one run.
 
-Full-size SD 2.1-base-shaped models with random weights (no download; latency does not depend on the
-weights), same precision and attention backend (diffusers' default SDPA processor) for both, measured in
-one run. Each architecture runs in its own subprocess so its peak memory is its own.
+    python benchmarks/latency.py --device cuda      # full-size models, bf16: 512x1, 1024x1, 512x8 and a folder
+    python benchmarks/latency.py --threads 1        # a CPU: tiny models, fp32, 128x1, 768x1, 128x8 and a folder
 
-What is timed: OneStepGenerator.forward = VAE encode + one UNet call + VAE decode, for one image, the prompt
-embedding precomputed (a fixed prompt is encoded once per run). Median of --repeats after --warmup.
-Memory: CPU = peak resident set size of the worker process (resource.getrusage ru_maxrss, includes the
-weights; tracemalloc does not see torch's allocator); GPU = torch.cuda.max_memory_allocated per size.
+Cases are SxB: S x S outputs, batch B. What is timed, per case: the generator (VAE encode + one UNet call per latent
+tile group + VAE decode) on a (B, 3, S, S) input in [-1, 1], prompt embeddings precomputed; one sync per run, none
+between stages; the median of --repeats after --warmup runs. Eager: the whole image at once (main's measurement);
+fast: enable_fast_inference(compile, mode=--compile-mode, channels_last, sdpa_backend="auto", bounded_tiles,
+tile_batch) with the tiling the pipeline picks (TVTPipeline.prepare_tiling). Compiled code is reset before each
+new shape, so each case runs the graphs it would run alone (fixed shapes: CUDA graphs under mode "auto"); the
+first call's time (compilation included) is reported. The "folder" case runs super_resolve_folder at batch B over
+--folder-images random smooth images ((S/4)^2 PNGs -> S^2 PNGs: reading, PIL bicubic, prompt, colour fix and
+writing included, process_size 0), once to warm up and once timed.
 
-    python benchmarks/latency.py                                   # CPU, 128 and 256 px output, fp32
-    python benchmarks/latency.py --device cuda --dtype bf16 --sizes 512 1024 2048 [--tiled] [--compile] [--channels-last]
+FLOPs = 2 x MACs that tvt.flops counts on a meta-device copy of the timed work (the same tiling): conv + linear,
+and the attention matmuls (QK^T, AV), which the paper's FLOPs leave out; TFLOP/s = both / median time.
+Memory: torch.cuda.max_memory_allocated over the timed runs (CUDA only). Weights are random (time does not depend
+on their values); each (architecture, mode) runs in its own process. GPU rows of a CPU run say that they were not
+measured; no estimate stands in for them.
 """
 from __future__ import annotations
 
@@ -18,125 +26,207 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from tvt.models.sd21 import SD21_SCHEDULER_CONFIG, SD21_UNET_CONFIG, SD21_VAE_CONFIG
-from tvt.pipeline import DTYPES, OVERLAP_OUTPUT_PX, TILE_OUTPUT_PX
-
 ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ("tvt", "osediff")
+MODES = ("eager", "fast")
+GPU_CASES = ("512x1", "1024x1", "512x8", "folder512x8")  # the issue's cases
+CPU_CASES = ("128x1", "768x1", "128x8", "folder128x8")  # 768: the tiny models' bounded tiles
+# the issue's goals, for the fast path on an H100/H200: case -> (what, test on (tvt, osediff) rows)
+GOALS = {
+    "512x1": ("TVT <= 20 ms and TVT/OSEDiff <= 0.85", lambda t, o: t["median_s"] <= 0.020 and t["median_s"] / o["median_s"] <= 0.85),
+    "1024x1": ("TVT/OSEDiff <= 1.0", lambda t, o: t["median_s"] / o["median_s"] <= 1.0),
+    "folder512x8": ("TVT >= 80 images/s", lambda t, o: t["images_per_s"] >= 80),
+}
+NOT_MEASURED = "not measured: no GPU on this machine"
 
 
-def ce_unet_config() -> dict:
-    """The CE-UNet (Sec. 3.3) derived from the SD 2.1-base config by tvt.models.ce_unet."""
-    from tvt.models.ce_unet import ce_unet_config as from_sd
-
-    return from_sd(SD21_UNET_CONFIG)
-
-
-def self_attention_macs(cfg: dict, latent_h: int, latent_w: int) -> int:
-    """MACs of the self-attention matmuls (QK^T and AV: 2 N^2 C per transformer block) of a diffusers UNet.
-
-    The paper's FLOPs leave these out (tvt.flops); they grow with the square of the token count,
-    so a level at full latent resolution (the CE-UNet's new first level) costs a lot at 512 px and above.
-    Cross-attention over 77 text tokens is negligible and not counted.
-    """
-    chans, lpb, levels = cfg["block_out_channels"], cfg["layers_per_block"], len(cfg["block_out_channels"])
-    tokens = [(latent_h >> i) * (latent_w >> i) for i in range(levels)]
-    macs = sum(lpb * 2 * tokens[i] ** 2 * chans[i] for i, t in enumerate(cfg["down_block_types"]) if "CrossAttn" in t)
-    macs += sum((lpb + 1) * 2 * tokens[levels - 1 - j] ** 2 * chans[levels - 1 - j]
-                for j, t in enumerate(cfg["up_block_types"]) if "CrossAttn" in t)
-    return macs + 2 * tokens[-1] ** 2 * chans[-1]  # mid block
+def parse_case(case: str) -> tuple[bool, int, int]:
+    """"512x8" -> (folder, side, batch); "folder512x8" is the folder run."""
+    folder = case.startswith("folder")
+    side, batch = case.removeprefix("folder").split("x")
+    return folder, int(side), int(batch)
 
 
-def build(arch: str):
-    """Random full-size (vae, unet) for ``arch``; the default diffusers initialisation."""
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+def build(arch: str, size: str):
+    """Random (vae, unet) of ``arch`` at SD 2.1-base shapes ("full") or the test shapes ("tiny")."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
+    from tvt.models.ce_unet import ce_unet_config
+    from tvt.models.sd21 import SD21_UNET_CONFIG, SD21_VAE_CONFIG
     from tvt.models.vae import build_vae_d4
+    from tvt.testing import tiny_unet_config, tiny_vae_d4_kwargs, tiny_vae_d8_config
 
     torch.manual_seed(0)
+    sd_unet = tiny_unet_config() if size == "tiny" else SD21_UNET_CONFIG
     if arch == "tvt":
-        return build_vae_d4("d4"), UNet2DConditionModel(**ce_unet_config()), "tvt.models.ce_unet.ce_unet_config"
-    return AutoencoderKL(**SD21_VAE_CONFIG), UNet2DConditionModel(**SD21_UNET_CONFIG), "SD 2.1-base config"
+        vae = build_vae_d4("d4", **(tiny_vae_d4_kwargs() if size == "tiny" else {}))
+        return vae, UNet2DConditionModel(**ce_unet_config(sd_unet))
+    return AutoencoderKL(**(tiny_vae_d8_config() if size == "tiny" else SD21_VAE_CONFIG)), UNet2DConditionModel(**sd_unet)
 
 
-def worker(args) -> dict:
-    """Runs in a subprocess: one architecture, all sizes; prints one JSON line."""
+def build_pipeline(arch: str, size: str, device: torch.device, work: Path):
+    """A TVTPipeline of random models; the text encoder has the UNet's width and one layer (its output is cached)."""
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from tvt.models.sd21 import SD21_TEXT_CONFIG
+    from tvt.pipeline import TVTPipeline
+    from tvt.testing import make_tiny_sd
+
+    sd = make_tiny_sd(work / "sd")  # the tokenizer and scheduler; the tiny text encoder
+    tok = CLIPTokenizer.from_pretrained(sd / "tokenizer")
+    if size == "tiny":
+        text = CLIPTextModel.from_pretrained(sd / "text_encoder")
+    else:
+        text = CLIPTextModel(CLIPTextConfig(**{**SD21_TEXT_CONFIG, "num_hidden_layers": 1}))
+    with torch.device(device):
+        vae, unet = build(arch, size)
+    pipe = TVTPipeline.from_components(vae, unet, text, tok, DDPMScheduler.from_pretrained(sd, subfolder="scheduler"),
+                                       architecture=arch, process_size=0)
+    return pipe.to(device)  # the text encoder and the generator's alphas_cumprod too
+
+
+def generator_flops(arch: str, size: str, batch: int, side: int, tiling: dict) -> dict:
+    """conv + linear and attention FLOPs (2 x MACs, tvt.flops) of the timed generator work, on the meta device."""
     from diffusers import DDPMScheduler
 
+    from tvt.flops import complexity
     from tvt.models.generator import OneStepGenerator
+    from tvt.models.sd21 import SD21_SCHEDULER_CONFIG
     from tvt.models.vae import enable_vae_tiling
 
-    torch.set_num_threads(args.threads) if args.threads else None
+    with torch.device("meta"):
+        vae, unet = build(arch, size)
+        gen = OneStepGenerator(vae, unet, DDPMScheduler(**SD21_SCHEDULER_CONFIG).alphas_cumprod)
+        gen.enable_tiling(tiling["tile"], tiling["overlap"], tiling["batch"])
+        enable_vae_tiling(vae, tiling["vae_tile"])
+        x = torch.zeros(batch, 3, side, side)
+        emb = torch.zeros(batch, 77, unet.config.cross_attention_dim)
+        c = complexity(gen, lambda: gen.decode(gen.denoise(gen.encode(x), emb)))
+    return dict(conv_linear=2 * c.flops, attention=2 * c.attention_flops)
+
+
+# ---------------------------------------------------------------------------------------------
+# One (architecture, mode) per process
+# ---------------------------------------------------------------------------------------------
+def worker(args) -> dict:
+    from tvt.models.generator import tile_groups, tile_starts
+    from tvt.pipeline import DTYPES
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    work = Path(tempfile.mkdtemp(prefix="tvt-latency-"))
     t0 = time.perf_counter()
-    vae, unet, source = build(args.arch)
-    gen = OneStepGenerator(vae, unet, DDPMScheduler(**SD21_SCHEDULER_CONFIG).alphas_cumprod).eval().requires_grad_(False)
-    gen.to(device)
-    if dtype != torch.float32:  # built in fp32
-        unet.to(dtype=dtype)
-        vae.to(dtype=torch.float32 if dtype == torch.float16 else dtype)  # as the pipeline: fp16 VAE upcast
-    if args.channels_last:
-        unet.to(memory_format=torch.channels_last)
-        vae.to(memory_format=torch.channels_last)
-    if args.compile:
-        unet.forward = torch.compile(unet.forward, mode="max-autotune-no-cudagraphs")
-    build_s = time.perf_counter() - t0
-    params = dict(vae=sum(p.numel() for p in vae.parameters()), unet=sum(p.numel() for p in unet.parameters()))
-    emb = torch.randn(1, 77, 1024, device=device, dtype=dtype)
-    rss_weights = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+    pipe = build_pipeline(args.arch, args.size, device, work).to(dtype=dtype)
+    if args.mode == "fast":
+        pipe.enable_fast_inference(compile=args.compile_backend != "none", mode=args.compile_mode,
+                                   backend=args.compile_backend if args.compile_backend != "none" else "inductor",
+                                   bounded_tiles=True, tile_batch=args.tile_batch)
+    gen = pipe.generator
+    out = dict(arch=args.arch, mode=args.mode, build_s=time.perf_counter() - t0, cases={},
+               unet_params=sum(p.numel() for p in pipe.unet.parameters()),
+               vae_params=sum(p.numel() for p in pipe.vae.parameters()),
+               unet_dtype=str(pipe.unet.dtype), vae_dtype=str(pipe.vae.dtype),
+               fast=repr(pipe.fast), sdpa=None)
+    emb1 = pipe.encode_prompt("")  # (1, 77, D)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    # --tiled: the pipeline's default tiles (768 / 256 output px, latent and VAE); otherwise whole images
-    if args.tiled:
-        gen.enable_tiling(TILE_OUTPUT_PX // gen.scale_factor, OVERLAP_OUTPUT_PX // gen.scale_factor)
-        enable_vae_tiling(vae, TILE_OUTPUT_PX)
-    results = []
-    for size in args.sizes:
-        x = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    shape = None
+    for case in args.cases:
+        folder, side, batch = parse_case(case)
+        if (side, batch) != shape:  # each shape compiles its own graphs (a folder case reuses its batch case's)
+            torch._dynamo.reset()
+            shape = (side, batch)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        times, parts = [], []
-        with torch.inference_mode():
-            for i in range(args.warmup + args.repeats):
-                # the generator's three stages, timed apart (== gen(x, emb)) to see where the time goes
-                stamps = []
-                for stage in ("encode", "denoise", "decode"):
+        if args.mode == "fast":
+            tile, overlap = pipe.prepare_tiling(side, side, upscale=4)
+        else:  # the whole image, as main's measurement
+            tile, overlap = pipe.prepare_tiling(side, side, upscale=4, tile_size=0, vae_tile_size=0)
+        vae, latent = pipe.vae, side // pipe.vae_factor
+        tiles = len(tile_starts(latent, tile, overlap)) ** 2 if 0 < tile < latent else 1
+        tiling = dict(tile=tile, overlap=overlap, batch=gen.tile_batch, tiles=tiles, unet_calls=len(tile_groups(tiles, gen.tile_batch)),
+                      vae_tile=vae.tile_sample_min_size if vae.use_tiling and side > vae.tile_sample_min_size else 0)
+        row = dict(case=case, side=side, batch=batch, tiling=tiling)
+        if folder:
+            row.update(time_folder(pipe, work / case, side, batch, args, sync))
+        else:
+            x = torch.rand(batch, 3, side, side, device=device) * 2 - 1
+            emb = emb1.repeat(batch, 1, 1)
+            times = []
+            with torch.inference_mode():
+                for i in range(args.warmup + args.repeats):
+                    if i == args.warmup and device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
                     sync()
-                    stamps.append(time.perf_counter())
-                    if stage == "encode":
-                        z = gen.encode(x)
-                    elif stage == "denoise":
-                        z0 = gen.denoise(z, emb)
-                    else:
-                        sr = gen.decode(z0)
-                sync()
-                stamps.append(time.perf_counter())
-                if i >= args.warmup:
-                    times.append(stamps[-1] - stamps[0])
-                    parts.append([b - a for a, b in zip(stamps, stamps[1:])])
-        assert sr.shape == x.shape
-        peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        stages = {k: statistics.median(p[j] for p in parts) for j, k in enumerate(("encode", "unet", "decode"))}
-        results.append(dict(size=size, median_s=statistics.median(times), min_s=min(times), times=times, peak_mib=peak,
-                            stages=stages))
-        print(f"  {args.arch} {size}px: median {statistics.median(times):.3f} s, peak {peak:.0f} MiB", file=sys.stderr)
-    return dict(arch=args.arch, unet_source=source, params=params, build_s=build_s, rss_weights_mib=rss_weights,
-                results=results)
+                    start = time.perf_counter()
+                    sr = gen.decode(gen.denoise(gen.encode(x), emb))
+                    sync()
+                    times.append(time.perf_counter() - start)
+            assert sr.shape == x.shape
+            timed = times[args.warmup:]
+            row.update(first_s=times[0], median_s=statistics.median(timed), min_s=min(timed), times=timed,
+                       images_per_s=batch / statistics.median(timed),
+                       flops=generator_flops(args.arch, args.size, batch, side, tiling))
+            if device.type == "cuda":
+                row["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        out["cases"][case] = row
+        out["sdpa"] = gen.sdpa_choices or None
+        print(f"  {args.arch} {args.mode} {case}: " + (f"{row['median_s'] * 1e3:.1f} ms" if row.get("median_s")
+              else f"{row['images_per_s']:.1f} images/s"), file=sys.stderr)
+    return out
 
 
+def time_folder(pipe, work: Path, side: int, batch: int, args, sync) -> dict:
+    """super_resolve_folder at batch ``batch`` over --folder-images smooth random (side/4)^2 PNGs."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from tvt.pipeline import super_resolve_folder
+
+    src = work / "lr"
+    src.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    lr = side // 4
+    for i in range(args.folder_images):  # smooth content compresses as photos do; noise would not
+        im = F.interpolate(torch.rand(1, 3, lr // 8, lr // 8, generator=g), size=(lr, lr), mode="bicubic")
+        Image.fromarray((im[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(src / f"{i:04d}.png")
+    kw = dict(upscale=4, batch_size=batch, progress=False, overwrite=True)
+    t0 = time.perf_counter()
+    super_resolve_folder(pipe, src, work / "warm", **kw)  # compiles, fills the prompt cache
+    first = time.perf_counter() - t0
+    if pipe.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    res = super_resolve_folder(pipe, src, work / "sr", **kw)
+    sync()
+    assert len(res.written) == args.folder_images and not res.failed, res.failed
+    row = dict(first_s=first, seconds=res.seconds, images_per_s=len(res.written) / res.seconds,
+               median_s=None, images=len(res.written))
+    if pipe.device.type == "cuda":
+        row["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
 def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -144,110 +234,166 @@ def machine(device: str) -> str:
         cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
     except (OSError, subprocess.SubprocessError):
         pass
-    desc = f"CPU: {cpu}, {os.cpu_count()} logical cores; torch {torch.__version__}; Python {platform.python_version()}"
+    desc = f"CPU: {cpu}, {os.cpu_count()} logical cores"
     if device == "cuda" and torch.cuda.is_available():
-        desc += f"; GPU: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+        desc += f"; GPU: {torch.cuda.get_device_name(0)}"
+    else:
+        desc += "; GPU: none"
     return desc
 
 
-def write_markdown(path: Path, runs: dict, args, total_s: float) -> None:
-    tvt, ose = runs["tvt"], runs["osediff"]
-    mem_kind = ("torch.cuda.max_memory_allocated (activations + weights on the GPU)" if args.device == "cuda"
-                else "peak RSS of the worker process, resource.getrusage ru_maxrss (weights + activations, cumulative "
-                     "over sizes run in increasing order)")
+def versions() -> str:
+    import diffusers
+
+    cuda = f", CUDA {torch.version.cuda}" if torch.version.cuda else ""
+    cudnn = f", cuDNN {torch.backends.cudnn.version()}" if torch.cuda.is_available() else ""
+    return f"torch {torch.__version__}{cuda}{cudnn}, diffusers {diffusers.__version__}, Python {platform.python_version()}"
+
+
+def _tiling(t: dict) -> str:
+    latent = "whole" if t["tiles"] == 1 else f"{t['tiles']} of {t['tile']}/{t['overlap']} in {t['unet_calls']} calls"
+    return f"{latent}; VAE {'whole' if not t['vae_tile'] else t['vae_tile']}"
+
+
+def _row(arch: str, mode: str, r: dict) -> str:
+    if r.get("median_s") is None:  # folder
+        mem = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
+        return (f"| {r['case']} | {mode} | {arch} | {_tiling(r['tiling'])} | {r['seconds'] / r['images'] * 1e3:.1f} per image "
+                f"| {r['images_per_s']:.1f} | - | - | {mem} | {r['first_s']:.1f} |")
+    f = r["flops"]
+    total = f["conv_linear"] + f["attention"]
+    mem = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
+    return (f"| {r['case']} | {mode} | {arch} | {_tiling(r['tiling'])} | {r['median_s'] * 1e3:.1f} | {r['images_per_s']:.1f} "
+            f"| {total / r['median_s'] / 1e12:.3g} | {f['conv_linear'] / 1e9:.4g} + {f['attention'] / 1e9:.4g} | {mem} "
+            f"| {r['first_s']:.1f} |")
+
+
+HEADER = ["| case | mode | arch | latent tiling; VAE tiling | median ms | images/s | TFLOP/s | GFLOP "
+          "(conv+linear + attention) | peak MiB | first call s |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def write_markdown(path: Path, runs: dict, args, total_s: float, command: str) -> None:
+    on_gpu = args.device == "cuda"
+    first = runs[args.archs[0], args.modes[0]]
     lines = [
-        "# Latency: TVT vs the OSEDiff architecture",
+        "# Latency, throughput and TFLOP/s: TVT vs the OSEDiff architecture, eager and fast path",
         "",
-        f"Measured by `python benchmarks/latency.py {' '.join(sys.argv[1:])}` in one run ({total_s:.0f} s).",
+        f"Written by `{command}` in one run ({total_s:.0f} s, {time.strftime('%Y-%m-%d %H:%M %Z')}).",
         "",
         f"- Machine: {machine(args.device)}",
-        f"- Device: {args.device}, dtype {args.dtype}, threads {args.threads or torch.get_num_threads()}, attention: "
-        f"diffusers default (SDPA) for both, torch.compile {'on' if args.compile else 'off'}, channels_last "
-        f"{'on' if args.channels_last else 'off'}, tiling {'on (768/256 px tiles)' if args.tiled else 'off (whole image)'}",
-        f"- Timed: VAE encode + one UNet call + VAE decode for one image (batch 1), prompt embedding precomputed; "
-        f"median of {args.repeats} after {args.warmup} warm-up.",
-        "- Weights: random, full size, SD 2.1-base shapes (latency does not depend on the values). "
-        f"TVT = VAE-D4 ({tvt['params']['vae'] / 1e6:.2f}M) + CE-UNet ({tvt['params']['unet'] / 1e6:.1f}M, {tvt['unet_source']}); "
-        f"OSEDiff = VAE-D8 ({ose['params']['vae'] / 1e6:.2f}M) + SD UNet ({ose['params']['unet'] / 1e6:.1f}M). "
-        "Merged LoRA adds no cost, so none is attached.",
-        f"- Memory: {mem_kind}. Weights alone: TVT {tvt['rss_weights_mib']:.0f} MiB, OSEDiff {ose['rss_weights_mib']:.0f} MiB"
-        + (" (RSS before the first image)." if args.device == "cpu" else "."),
+        f"- Versions: {versions()}",
+        f"- Device {args.device}, dtype {args.dtype} (UNet {first['unet_dtype']}, VAE {first['vae_dtype']}), "
+        f"threads {args.threads or torch.get_num_threads()}; {args.size} models with random weights: " + ", ".join(
+            f"{a}: UNet {runs[a, args.modes[0]]['unet_params'] / 1e6:.1f}M, VAE {runs[a, args.modes[0]]['vae_params'] / 1e6:.2f}M"
+            for a in args.archs),
+        f"- Fast path: `{runs.get((args.archs[0], 'fast'), {}).get('fast', 'not run')}`; torch.compile backend "
+        f"{args.compile_backend}; SDPA order chosen: "
+        + "; ".join(f"{a}: " + ", ".join(f"{k}: {v}" for k, v in (runs[a, "fast"]["sdpa"] or {}).items())
+                    for a in args.archs if (a, "fast") in runs),
+        f"- Timed: the generator on a (B, 3, S, S) input, median of {args.repeats} after {args.warmup} warm-up runs, "
+        "one sync per run; eager = the whole image; fast = the pipeline's tiling. Folder: super_resolve_folder over "
+        f"{args.folder_images} PNGs at batch B, after a warm-up pass (I/O, PIL bicubic, colour fix included).",
+        "- TFLOP/s: (conv + linear + attention-matmul FLOPs of the timed work, tvt.flops, FLOPs = 2 x MACs) / median "
+        "time. GroupNorm, activations and other elementwise work are not counted.",
         "",
-        "| output | TVT median (s) | OSEDiff median (s) | TVT / OSEDiff (median) | TVT / OSEDiff (min) | TVT peak (MiB) | OSEDiff peak (MiB) |",
-        "|---|---|---|---|---|---|---|",
+        f"## {args.device.upper()} ({args.size} models, {args.dtype})",
+        "",
+        *HEADER,
     ]
-    for a, b in zip(tvt["results"], ose["results"]):
-        lines.append(f"| {a['size']}x{a['size']} | {a['median_s']:.3f} | {b['median_s']:.3f} | "
-                     f"{a['median_s'] / b['median_s']:.2f} | {a['min_s'] / b['min_s']:.2f} | {a['peak_mib']:.0f} | {b['peak_mib']:.0f} |")
-    ce_cfg = ce_unet_config()
-    attn = ", ".join(
-        f"{n}x{n}: CE-UNet {self_attention_macs(ce_cfg, n // 4, n // 4) / 1e12:.3f}T vs SD UNet "
-        f"{self_attention_macs(SD21_UNET_CONFIG, n // 8, n // 8) / 1e12:.3f}T" for n in (512, 1024))
-    lines += ["", "Self-attention matmul MACs per image (QK^T and AV, which the paper's FLOPs leave out; computed from "
-              f"the configs): {attn}. At 512 px the CE-UNet's new full-resolution level attends over 128x128 = 16384 "
-              "tokens, which is why its UNet stage is much slower than its 0.73T conv/linear MACs suggest."]
-    lines += ["", "Where the time goes (median s per stage: VAE encode / UNet / VAE decode):", "",
-              "| output | TVT enc / UNet / dec | OSEDiff enc / UNet / dec |", "|---|---|---|"]
-    for a, b in zip(tvt["results"], ose["results"]):
-        fa, fb = ("{encode:.3f} / {unet:.3f} / {decode:.3f}".format(**r["stages"]) for r in (a, b))
-        lines.append(f"| {a['size']}x{a['size']} | {fa} | {fb} |")
-    lines += ["", "All timings (s): " + "; ".join(
-        f"{r['arch']} {x['size']}px " + ", ".join(f"{t:.3f}" for t in x["times"]) for r in (tvt, ose) for x in r["results"])]
-    if args.device != "cuda":
-        lines += [
-            "",
-            "**No GPU was available to this task**: the numbers above are CPU numbers only. The GPU path "
-            "(`--device cuda --dtype bf16|fp16 --sizes 512 1024 2048 [--compile] [--channels-last]`, memory via "
-            "torch.cuda.max_memory_allocated) is implemented but was not run; no GPU numbers are reported. "
-            "CPU ratios at small sizes are not the paper's GPU ratios: at 128/256 px per-layer overheads weigh more "
-            "and the CPU is shared with other jobs (the min ratio is the less contention-sensitive one).",
-        ]
+    for case in args.cases:
+        for mode in args.modes:
+            for arch in args.archs:
+                lines.append(_row(arch, mode, runs[arch, mode]["cases"][case]))
+    if set(ARCHS) <= set(args.archs):
+        lines += ["", "Same-run ratios, TVT / OSEDiff (median time; folder: time per image):", "",
+                  "| case | " + " | ".join(args.modes) + " | goal (fast path, H100/H200) |",
+                  "|---|" + "---|" * (len(args.modes) + 1)]
+        for case in args.cases:
+            cells = []
+            for mode in args.modes:
+                t, o = (runs[a, mode]["cases"][case] for a in ARCHS)
+                cells.append(f"{o['images_per_s'] / t['images_per_s']:.2f}")
+            goal = "-"
+            if case in GOALS and on_gpu and "fast" in args.modes:
+                t, o = (runs[a, "fast"]["cases"][case] for a in ARCHS)
+                goal = f"{GOALS[case][0]}: {'met' if GOALS[case][1](t, o) else 'not met'}"
+            cells.append(goal)
+            lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    if not on_gpu:
+        lines += ["", "## CUDA (full-size models, bf16): the issue's cases", "",
+                  f"Not measured: this run had no GPU. `python benchmarks/latency.py --device cuda` fills these rows; "
+                  "no estimate stands in for them.", "", *HEADER]
+        for case in GPU_CASES:
+            for mode in MODES:
+                for arch in ARCHS:
+                    lines.append(f"| {case} | {mode} | {arch} | {NOT_MEASURED} |" + " |" * 6)
+        lines += ["", "Goals (fast path, H100/H200): " + "; ".join(f"{c}: {g} ({NOT_MEASURED})" for c, (g, _) in GOALS.items())]
+        lines += ["", "CPU numbers are not GPU numbers: the tiny models and the shared CPU say nothing about the GPU "
+                  "ratios; this run shows that every path of the benchmark works end to end."]
+    lines += ["", "All timed runs (ms): " + "; ".join(
+        f"{a} {m} {c}: " + ", ".join(f"{t * 1e3:.1f}" for t in runs[a, m]["cases"][c]["times"])
+        for a in args.archs for m in args.modes for c in args.cases if "times" in runs[a, m]["cases"][c])]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="TVT vs OSEDiff latency and peak memory")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: fp32 on CPU, bf16 on GPU")
-    p.add_argument("--sizes", type=int, nargs="+", default=None, help="output sizes (default: CPU 128 256; GPU 512 1024 2048)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0 = torch default)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--tiled", action="store_true", help="latent + VAE tiling as the pipeline's defaults (for 1024/2048)")
+    p.add_argument("--size", choices=["tiny", "full"], help="models (default: full on cuda, tiny on cpu)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="default: bf16 on cuda, fp32 on cpu")
+    p.add_argument("--cases", nargs="+", help=f"SxB and folderSxB (default: cuda {' '.join(GPU_CASES)}; cpu {' '.join(CPU_CASES)})")
+    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--warmup", type=int, help="untimed runs first (default: 3 on cuda, 2 on cpu)")
+    p.add_argument("--repeats", type=int, help="timed runs (default: 10 on cuda, 3 on cpu)")
+    p.add_argument("--folder-images", type=int, help="images of the folder case (default: 64 on cuda, 16 on cpu)")
+    p.add_argument("--compile-mode", default="auto", help="torch.compile mode of the fast path (tvt.pipeline.COMPILE_MODES)")
+    p.add_argument("--compile-backend", default="inductor", help="inductor | aot_eager | none (the fast path without compile)")
+    p.add_argument("--tile-batch", type=int, default=16, help="latent tiles per UNet call on the fast path")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency.md"))
-    p.add_argument("--worker", choices=["tvt", "osediff"], help=argparse.SUPPRESS)
-    p.add_argument("--arch", help=argparse.SUPPRESS)
+    p.add_argument("--worker", nargs=2, metavar=("ARCH", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
-    args.sizes = sorted(args.sizes or ([512, 1024, 2048] if args.device == "cuda" else [128, 256]))
+    gpu = args.device == "cuda"
+    args.size = args.size or ("full" if gpu else "tiny")
+    args.dtype = args.dtype or ("bf16" if gpu else "fp32")
+    args.cases = args.cases or list(GPU_CASES if gpu else CPU_CASES)
+    args.repeats = args.repeats or (10 if gpu else 3)
+    args.warmup = args.warmup if args.warmup is not None else (3 if gpu else 2)
+    args.folder_images = args.folder_images or (64 if gpu else 16)
+    for case in args.cases:
+        parse_case(case)
     return args
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.worker:
-        args.arch = args.worker
+        args.arch, args.mode = args.worker
         print(json.dumps(worker(args)))
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device here; run with --device cpu", file=sys.stderr)
+        print("no CUDA device here; run without --device cuda", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     runs = {}
-    base = [a for a in (argv if argv is not None else sys.argv[1:])]
-    for arch in ("tvt", "osediff"):
-        print(f"{arch} ...", file=sys.stderr)
-        cmd = [sys.executable, __file__, *base, "--worker", arch]
-        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        sys.stderr.write(out.stderr[-2000:])
-        if out.returncode:
-            print(f"{arch} worker failed (exit {out.returncode})", file=sys.stderr)
-            return 1
-        runs[arch] = json.loads(out.stdout.strip().splitlines()[-1])
-    write_markdown(Path(args.out), runs, args, time.perf_counter() - t0)
+    for mode in args.modes:
+        for arch in args.archs:
+            print(f"{arch} {mode} ...", file=sys.stderr)
+            cmd = [sys.executable, __file__, *argv, "--worker", arch, mode]
+            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            sys.stderr.write(out.stderr[-3000:])
+            if out.returncode:
+                print(f"{arch} {mode} worker failed (exit {out.returncode})", file=sys.stderr)
+                return 1
+            runs[arch, mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    command = "python benchmarks/latency.py" + "".join(f" {a}" for a in argv)
+    write_markdown(Path(args.out), runs, args, time.perf_counter() - t0, command)
     print(Path(args.out).read_text())
     return 0
 

@@ -31,8 +31,10 @@ TINY = ROOT / "configs" / "tiny"
 READING = "## Reading"
 
 
-def _train(yaml: str, overrides: list, log_file: str, threads: int) -> str:
-    """One training run in a worker process (the Trainer + config loader, as tvt.demo._stage_run); returns its run folder."""
+def _train(yaml: str, overrides: list, log_file: str, threads: int) -> tuple[str, float, float]:
+    """One training run in a worker process (the Trainer + config loader, as tvt.demo._stage_run).
+
+    Returns its run folder, wall seconds and CPU seconds (the CPU time does not grow when other jobs share the cores)."""
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -46,10 +48,11 @@ def _train(yaml: str, overrides: list, log_file: str, threads: int) -> str:
     from tvt.train.core import Trainer
     from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     run = Trainer(VAETransferStage(load_config(VAETransferConfig, yaml, overrides))).fit()
-    print(f"wall {time.time() - t0:.0f} s", flush=True)
-    return str(run)
+    wall, cpu = time.time() - t0, time.process_time() - c0
+    print(f"wall {wall:.0f} s, CPU {cpu:.0f} s", flush=True)
+    return str(run), wall, cpu
 
 
 def _curve(run: Path, key: str = "l1", window: int = 100) -> list[tuple[int, float]]:
@@ -94,13 +97,16 @@ def _inversion(decoder, z8, x, steps: int, inits: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher-steps", type=int, default=2500, help="tiny VAE-D8 teacher steps")
+    ap.add_argument("--teacher-steps", type=int, default=2000, help="tiny VAE-D8 teacher steps")
     ap.add_argument("--steps", type=int, default=1500, help="steps of TVT stage 1 and of stage 2 (each)")
-    ap.add_argument("--scratch-steps", type=int, default=2000, help="steps of T1 and of T2 (encoder + decoder at once)")
+    ap.add_argument("--scratch-steps", type=int, default=1500, help="steps of T1 and of T2 (encoder + decoder at once)")
     ap.add_argument("--crop", type=int, default=64, help="training crop (evaluation crops are twice this)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lpips-weight", type=float, default=0.0,
                     help="LPIPS with a RANDOM VGG (no weights offline): 0 by default, it doubles the cost and is not perceptual")
+    ap.add_argument("--stage2-seeds", type=int, nargs="+", default=[0, 1],
+                    help="stage-2 runs, one per seed of the encoder's random init (the stage-1 run uses seed 0)")
+    ap.add_argument("--t1-seeds", type=int, nargs="+", default=[0, 1], help="T1 runs, one per seed (the teacher's is 1)")
     ap.add_argument("--num", type=int, default=20, help="RealSR HR images for evaluation")
     ap.add_argument("--inversion-steps", type=int, default=200, help="0 skips the latent-inversion diagnostic")
     ap.add_argument("--jobs", type=int, default=2, help="training processes at once (threads each: cores / jobs)")
@@ -123,19 +129,27 @@ def main(argv=None) -> int:
         "teacher": (TINY / "vae_teacher.yaml", [f"train.max_steps={args.teacher_steps}"], ()),
         "stage1": (TINY / "vae_stage1.yaml", [f"sd_model={sd}", f"train.max_steps={s}", f"loss.disc_start={s // 2}"],
                    ("teacher",)),
-        "stage2": (TINY / "vae_stage2.yaml", [f"sd_model={sd}", f"train.max_steps={s}"], ("stage1",)),
-        "t1": (TINY / "vae_stage2.yaml", ["mode=scratch", "train.run_name=tiny_t1", f"train.max_steps={ss}", *d4,
-                                          "loss.disc_weight=0.5", f"loss.disc_start={ss // 2}"], ()),
-        "t2": (TINY / "vae_stage2.yaml", ["mode=align", "train.run_name=tiny_t2", f"sd_model={sd}", f"train.max_steps={ss}",
-                                          *d4, "loss.disc_weight=0.5", f"loss.disc_start={ss // 2}"], ("teacher",)),
+        **{f"stage2_s{k}": (TINY / "vae_stage2.yaml", [f"sd_model={sd}", f"train.max_steps={s}", f"train.seed={k}",
+                                                       f"train.run_name=tiny_vae_stage2_s{k}"], ("stage1",))
+           for k in args.stage2_seeds},
+        **{f"t1_s{k}": (TINY / "vae_stage1.yaml", ["mode=scratch", f"train.run_name=tiny_t1_s{k}", f"train.seed={k}",
+                                                   f"train.max_steps={ss}", *d4, f"loss.disc_start={ss // 2}"], ())
+           for k in args.t1_seeds},
+        "t2": (TINY / "vae_stage1.yaml", ["mode=align", "train.run_name=tiny_t2", f"sd_model={sd}", f"train.max_steps={ss}",
+                                          *d4, f"loss.disc_start={ss // 2}"], ("teacher",)),
     }
+    # a job starts when a process is free, the first ready one in this order: the TVT chain first (it is the longest)
+    jobs = {k: jobs[k] for k in sorted(jobs, key=lambda n: (n.startswith("t2"), n.startswith("t1"), n != "teacher", n))}
     runs: dict[str, Path] = {}
+    cost: dict[str, tuple[float, float]] = {}  # name: (wall s, CPU s)
     pending, running = dict(jobs), {}
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         while pending or running:
             for name in [n for n, (_, _, deps) in pending.items() if all(d in runs for d in deps)]:
+                if len(running) >= args.jobs:
+                    break
                 yaml, ov, _ = pending.pop(name)
-                if name == "stage2":
+                if name.startswith("stage2"):
                     ov = ov + [f"decoder_from={runs['stage1'] / 'export'}"]
                 fut = pool.submit(_train, str(yaml), common + ov, str(args.work / "logs" / f"{name}.log"), threads)
                 running[fut] = name
@@ -143,7 +157,8 @@ def main(argv=None) -> int:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = running.pop(fut)
-                runs[name] = Path(fut.result())
+                run, wall_s, cpu_s = fut.result()
+                runs[name], cost[name] = Path(run), (wall_s, cpu_s)
                 print(f"[{time.time() - t0:5.0f} s] finished {name}: {runs[name]}", flush=True)
                 if name == "teacher":
                     (sd).mkdir(parents=True, exist_ok=True)
@@ -160,10 +175,13 @@ def main(argv=None) -> int:
     images = load_eval_images(SHARED / "RealSR" / "HR", args.crop * 2, args.num)  # held out: never trained on
     d8 = load_vae_d8(sd).eval()
     rows = {"VAE-D8 (teacher)": evaluate_vae(d8, images)}
-    for name, key in (("TVT-D4 (stage 1 + 2)", "stage2"), ("T1 (no transfer)", "t1"), ("T2 (L2 alignment)", "t2")):
+    names = {**{f"stage2_s{k}": f"TVT-D4 (stage 1 + 2), stage-2 encoder init seed {k}" for k in args.stage2_seeds},
+             **{f"t1_s{k}": f"T1 (no transfer), seed {k}" + (" = the teacher's seed" if k == 1 else "") for k in args.t1_seeds},
+             "t2": "T2 (L2 alignment), seed 0"}
+    for key, name in names.items():
         rows[name] = evaluate_vae(load_vae_d4(runs[key] / "export").eval(), images, d8)
     torch.manual_seed(0)  # the floor: the same tiny D4 architecture, untrained
-    rows["D4 untrained (floor)"] = evaluate_vae(AutoencoderKLD4.from_config(load_vae_d4(runs["stage2"] / "export").config).eval(),
+    rows["D4 untrained (floor)"] = evaluate_vae(AutoencoderKLD4.from_config(load_vae_d4(runs["stage1"] / "export").config).eval(),
                                                 images, d8)
     with torch.no_grad():  # the no-alignment reference: the D8 latent of ANOTHER image, same statistics
         x = images * 2 - 1
@@ -184,11 +202,11 @@ def main(argv=None) -> int:
         with torch.no_grad():
             z8i = d8.encode(F.interpolate(xi, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)).latent_dist.mode()
             z8o = d8.encode(xi).latent_dist.mode()
-            z_tvt = load_vae_d4(runs["stage2"] / "export").eval().encode(xi).latent_dist.mode()
+            z_tvt = load_vae_d4(runs[f"stage2_s{args.stage2_seeds[0]}"] / "export").eval().encode(xi).latent_dist.mode()
         g = torch.Generator().manual_seed(0)
         inversion["stage-1 D4 decoder"] = _inversion(lambda z: dec4.decode(z).sample, z8i, xi, args.inversion_steps, {
             "z8 (the D8 latent)": z8i, "zero": torch.zeros_like(z8i),
-            "TVT stage-2 encoder's latent": z_tvt,
+            f"TVT stage-2 encoder's latent (seed {args.stage2_seeds[0]})": z_tvt,
             "random, z8's scale": torch.randn(z8i.shape, generator=g) * z8i.std()})
         inversion["D8 decoder (its own latent)"] = _inversion(lambda z: d8.decode(z).sample, z8o, xi, args.inversion_steps, {
             "z8 (the D8 latent)": z8o, "zero": torch.zeros_like(z8o)})
@@ -209,7 +227,9 @@ def main(argv=None) -> int:
         "",
         (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
          f"torch {torch.__version__}, no GPU. Wall time {wall:.0f} s ({train_wall:.0f} s training in {args.jobs} processes "
-         f"x {threads} thread(s), the rest evaluation and diagnostics)."),
+         f"x {threads} thread(s), the rest evaluation and diagnostics). Training CPU time "
+         f"{sum(c for _, c in cost.values()):.0f} s; per run (wall / CPU s): "
+         + ", ".join(f"{n} {w:.0f}/{c:.0f}" for n, (w, c) in cost.items()) + "."),
         "",
         (f"Setup: tiny VAE-D8 teacher (SD's D8 layout, 16/32/32/32 channels, seed 1) trained {args.teacher_steps} steps; "
          f"TVT stage 1 ({args.steps} steps, GAN from step {s // 2}) and stage 2 ({args.steps} steps, no GAN) on the tiny D4 "
@@ -248,7 +268,7 @@ def main(argv=None) -> int:
         lines += [old[old.index(READING):].rstrip(), ""]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    (args.work / "results.json").write_text(json.dumps({"rows": rows, "curves": curves, "inversion": inversion,
+    (args.work / "results.json").write_text(json.dumps({"rows": rows, "curves": curves, "inversion": inversion, "cost": cost,
                                                          "runs": {k: str(v) for k, v in runs.items()}, "wall_s": wall}, indent=2))
     return 0
 

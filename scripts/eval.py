@@ -3,6 +3,8 @@
     python scripts/eval.py --pred out/sr --gt data/RealSR/HR --metrics psnr,ssim,fsim --out eval/tvt-realsr
     python scripts/eval.py --model runs/003-isr/export --dataset RealSR --out eval/tvt-realsr
     python scripts/eval.py --model bicubic --dataset DRealSR --out eval/bicubic-drealsr
+    python scripts/eval.py --model runs/003-isr/export --dataset RealSR --out eval/tvt-realsr --device cuda \
+        --dtype bf16 --batch_size 8 --compile --channels_last     # the fast path, as scripts/infer.py
 
 Writes OUT/per_image.csv, OUT/summary.json (the protocol written in) and OUT/summary.md; with --model also the
 SR images in OUT/images. Datasets are found under the data root (TVT_DATA; scripts/prepare_data.py). Exit 0, or 2
@@ -31,6 +33,13 @@ class EvalConfig:
     data_root: Optional[str] = None  # folder holding the datasets (default: TVT_DATA, else data/ of the checkout)
     metrics: Optional[str] = None  # comma list (default: Table 2's; no-reference ones only without gt)
     device: str = "cpu"
+    # with model=: as scripts/infer.py's keys of the same names
+    dtype: str = "fp32"  # fp32 | fp16 | bf16
+    batch_size: int = 1  # images of one size per model call
+    compile: bool = False  # fast path: torch.compile of the UNet and VAE
+    compile_mode: str = "auto"  # auto or a torch.compile mode
+    channels_last: bool = False  # fast path: channels_last memory format
+    bounded_tiles: bool = False  # fast path: bounded latent tiles for large images
     allow_missing: bool = False  # score the matching images, list the others (default: mismatches are an error)
     strict: bool = False  # exit 1 when a metric is unavailable
     progress: bool = True
@@ -42,11 +51,13 @@ def main(cfg: EvalConfig) -> int:
     if cfg.model or cfg.dataset:
         if not (cfg.model and cfg.dataset):
             raise InputError("model= and dataset= go together")
-        from tvt.pipeline import TVTPipeline, super_resolve_folder
+        from tvt.pipeline import TVTPipeline, enable_fast_options, super_resolve_folder
 
         lr_dir, hr_dir, scale = paired_dirs(cfg.dataset, cfg.data_root)
-        pipe = TVTPipeline.from_pretrained(cfg.model, device=cfg.device)
-        pred = super_resolve_folder(pipe, lr_dir, Path(cfg.out) / "images", upscale=scale, progress=cfg.progress).folder
+        pipe = TVTPipeline.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        enable_fast_options(pipe, cfg.compile, cfg.compile_mode, cfg.channels_last, cfg.bounded_tiles)
+        pred = super_resolve_folder(pipe, lr_dir, Path(cfg.out) / "images", upscale=scale, progress=cfg.progress,
+                                    batch_size=cfg.batch_size).folder
         gt = gt or hr_dir
     if not pred:
         raise InputError("give pred= (and gt=), or model= and dataset=")

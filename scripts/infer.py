@@ -2,6 +2,8 @@
 
     python scripts/infer.py -i LR_DIR -o OUT_DIR --model EXPORT_DIR [--upscale 4 --tile_size 192 --tile_overlap 64
         --color_fix adain --device cuda --dtype bf16 --seed 0 --overwrite]
+    python scripts/infer.py -i LR_DIR -o OUT_DIR --model EXPORT_DIR --device cuda --dtype bf16 --batch_size 8 \
+        --compile --channels_last [--bounded_tiles]     # the fast path (TVTPipeline.enable_fast_inference)
 
 Outputs: OUT_DIR/<input stem>.png, written atomically. Exit code 0 when no image failed (skipped files do not
 count), 1 when one did, 2 on a setup error.
@@ -13,10 +15,11 @@ from typing import Optional
 import torch
 from omegaconf import MISSING
 
-from tvt.pipeline import DTYPES, TVTPipeline, check_upscale, super_resolve_folder
+from tvt.pipeline import COMPILE_MODES, DTYPES, TVTPipeline, check_upscale, enable_fast_options, super_resolve_folder
 from tvt_scripts._cli import command
 
-CHOICES = {"color_fix": ("adain", "wavelet", "none"), "prompt_extractor": ("auto", "none"), "dtype": tuple(DTYPES)}
+CHOICES = {"color_fix": ("adain", "wavelet", "none"), "prompt_extractor": ("auto", "none"), "dtype": tuple(DTYPES),
+           "compile_mode": COMPILE_MODES}
 ALIASES = {"-i": "input", "-o": "output", "--align_method": "color_fix", "--align-method": "color_fix"}
 
 
@@ -41,6 +44,11 @@ class InferConfig:
     dtype: str = "fp32"  # fp32 | fp16 | bf16 (fp16 keeps the VAE in fp32: no NaN/black images)
     seed: int = 0  # seeds every image's VAE posterior sample
     overwrite: bool = False  # replace existing outputs
+    batch_size: int = 1  # images of one size per model call (same outputs up to float rounding)
+    compile: bool = False  # fast path: torch.compile of the UNet and VAE (the first image of each size compiles)
+    compile_mode: str = "auto"  # auto (CUDA: max-autotune, CUDA graphs for fixed shapes) or a torch.compile mode
+    channels_last: bool = False  # fast path: channels_last memory format
+    bounded_tiles: bool = False  # fast path: 384/64 output-px latent tiles for large images (fewer UNet MACs)
 
     def __post_init__(self):
         for key, choices in CHOICES.items():
@@ -55,10 +63,11 @@ def main(cfg: InferConfig) -> int:
                                        vae_d4=cfg.vae_d4, ram_weights=cfg.ram_weights, dape_weights=cfg.dape_weights,
                                        prompt_extractor=None if cfg.prompt_extractor == "none" else "auto",
                                        process_size=cfg.process_size)
+    enable_fast_options(pipe, cfg.compile, cfg.compile_mode, cfg.channels_last, cfg.bounded_tiles)
     torch.manual_seed(cfg.seed)
     res = super_resolve_folder(pipe, cfg.input, cfg.output, upscale=cfg.upscale, overwrite=cfg.overwrite, seed=cfg.seed,
-                               prompt=cfg.prompt, tile_size=cfg.tile_size, tile_overlap=cfg.tile_overlap,
-                               vae_tile_size=cfg.vae_tile_size, color_fix=cfg.color_fix)
+                               batch_size=cfg.batch_size, prompt=cfg.prompt, tile_size=cfg.tile_size,
+                               tile_overlap=cfg.tile_overlap, vae_tile_size=cfg.vae_tile_size, color_fix=cfg.color_fix)
     per = f"{res.seconds / len(res.written):.3f} s/image" if res.written else "n/a s/image"
     print(f"done {len(res.written)}, skipped {len(res.skipped)}, failed {len(res.failed)}, {per} "
           f"({pipe.architecture}, {cfg.device}, {cfg.dtype}): {res.folder}")

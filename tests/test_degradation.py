@@ -1,5 +1,7 @@
-"""Real-ESRGAN degradation: shapes, per-sample determinism, effect of each op, equality with basicsr."""
+"""Real-ESRGAN degradation: shapes, per-sample determinism, effect of each op, equality with basicsr, the per-sample
+transform the training data loader runs."""
 import dataclasses
+import pickle
 import random
 
 import numpy as np
@@ -12,6 +14,7 @@ from tvt.config import ConfigError
 from tvt.data.degradation import (
     config_path,
     DegradationConfig,
+    DegradeSample,
     RealESRGANDegradation,
     SeparableUSMSharp,
     add_noise,
@@ -96,6 +99,24 @@ def test_deterministic_across_batch_sizes():
     deg(hr, [3, 5, 9], seed=7)
     assert random.random() == random.Random(0).random() and np.random.rand() == np.random.RandomState(0).rand()
     assert torch.equal(torch.rand(1), torch.rand(1, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("usm", [False, True])
+def test_per_sample_transform_equals_the_batched_call(usm):
+    """What the training workers make for one sample (DegradeSample) == its row of the batched call, bit for bit;
+    a pickled copy (what a worker gets) gives the same."""
+    cfg = load_degradation_config("tiny", [f"use_usm={str(usm).lower()}"])
+    hr = smooth_image(2, 64, seed=2)
+    batch = RealESRGANDegradation(cfg)(hr, [9, 4], seed=11, resize_back=True)
+    transform = DegradeSample(cfg, seed=11)
+    copy = pickle.loads(pickle.dumps(transform))
+    for i, position in enumerate([9, 4]):
+        item = {"hr": hr[i], "position": position, "path": "x.png"}
+        for out in (transform(item), copy(item)):
+            assert (out["path"], out["position"]) == ("x.png", position) and torch.equal(out["hr"], hr[i])
+            for key in ("lr", "lr_up", "gt"):
+                assert torch.equal(out[key], batch[key][i]), key
+    assert DegradeSample(cfg, 11, resize_back=False)({"hr": hr[0], "position": 4}).keys() == {"hr", "position", "lr", "gt"}
 
 
 def test_blur_lowers_high_frequency_energy():

@@ -16,12 +16,12 @@ def test_report_md_and_html(tmp_path):
     assert "![curve](c.png)" in md.read_text() and (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_quickstart_notebook_runs(tmp_path):
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
-    os.environ["MPLBACKEND"] = "Agg"
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "(32, 32) -> (128, 128)" in out and "PSNR-Y" in out

@@ -4,7 +4,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from tvt.models.generator import OneStepGenerator
+from tvt.models.generator import OneStepGenerator, tile_groups
 from tvt.models.vae import load_vae_d8
 from tvt.prompts import FixedPromptExtractor, PromptSpec, encode_prompts, official_inference_prompt
 
@@ -83,3 +83,25 @@ def test_latent_tiling_is_a_switch_on_the_generator(tiny_sd):
     assert tiled.shape == whole.shape and 0 < (tiled - whole).abs().max() < (whole.abs().max())
     with pytest.raises(ValueError, match="overlap"):
         gen.enable_tiling(8, 8)
+
+
+def test_tiles_run_in_batches(tiny_sd):
+    """enable_tiling(tile, overlap, batch): up to ``batch`` tiles per UNet call, in even groups, each image's prompt
+    with its tiles; the result is the one-by-one blend."""
+    assert tile_groups(9, 4) == [3, 3, 3] and tile_groups(25, 16) == [13, 12] and tile_groups(3, 1) == [1, 1, 1]
+    unet, sched, tok, te = _parts(tiny_sd)
+    gen = OneStepGenerator(load_vae_d8(tiny_sd), unet, sched.alphas_cumprod).eval()
+    batches = []
+    unet.register_forward_pre_hook(lambda m, args, kwargs: batches.append((args[0].shape[0], kwargs["encoder_hidden_states"])),
+                                   with_kwargs=True)
+    z, emb = torch.randn(2, 4, 24, 24), encode_prompts(tok, te, ["a cat", "a dog"])  # two images, two prompts
+    with torch.no_grad():
+        gen.enable_tiling(16, 8)  # 2 x 2 tiles
+        one_by_one = gen.denoise(z, emb)
+        gen.enable_tiling(16, 8, batch=3)  # 4 tiles in groups of 2
+        batched = gen.denoise(z, emb)
+    assert [b for b, _ in batches] == [2] * 4 + [4, 4]
+    assert torch.equal(batches[-1][1], torch.cat([emb, emb]))  # tile-major: the prompts repeat per tile
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="batch"):
+        gen.enable_tiling(16, 8, batch=0)

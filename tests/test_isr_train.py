@@ -1,5 +1,6 @@
 """One-step ISR training on tiny models: it learns, the right parameters train, export loads in the pipeline,
-and the export is prompted at inference the way it was trained (a fake tagger stands in for RAM/DAPE)."""
+and the export is prompted at inference the way it was trained (a fake tagger stands in for RAM/DAPE); the LR
+pairs are made in the data loader's workers; frozen weights stored in bf16 train exactly as fp32 ones."""
 import itertools
 import json
 import shutil
@@ -11,7 +12,7 @@ import torch
 from tvt.config import load_config
 from tvt.models.loading import MissingWeightsError
 from tvt.prompts import PromptExtractor, PromptSpec, build_prompt_extractor, register_extractor
-from tvt.train.core import Trainer
+from tvt.train.core import Trainer, memory_by_category
 from tvt.train.isr import ISRConfig, ISRStage
 
 
@@ -47,7 +48,9 @@ def _cfg(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, *overrides) -> ISRConfi
 
 @pytest.fixture(scope="module")
 def isr_run(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4):
-    stage = ISRStage(_cfg(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, "train.max_steps=3", "train.ckpt_every=3"))
+    """Two steps whose LR pairs are made in a data loader worker."""
+    stage = ISRStage(_cfg(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, "train.max_steps=2", "train.ckpt_every=2",
+                          "train.num_workers=1"))
     return stage, Trainer(stage).fit()
 
 
@@ -61,10 +64,50 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_l2(tmp_path_factory, hr_dir, tin
     assert l2[2] < 0.97 * l2[0], l2  # two updates at lr 1e-3 take off 14 %; at lr 0 it stays equal
 
 
+@pytest.fixture
+def bf16_process():
+    """accelerate keeps one mixed-precision setting per process: this test's bf16, then back to unset."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_frozen_weights_in_bf16_train_exactly_as_fp32_ones(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, bf16_process):
+    """bf16 mixed precision (CPU autocast): one optimizer step with the frozen Linear/Conv weights stored in bf16
+    (frozen_dtype=compute) and one with them in fp32 give the same losses and the same updated weights (autocast
+    rounds those weights to bf16 at every call anyway; tolerance 0, observed equal); trainable parameters are
+    fp32, the frozen UNet/text-encoder Linear/Conv weights bf16, the VAE fp32; the parameter memory saved is
+    exactly 2 bytes per stored weight."""
+    steps = {}
+    for frozen in ("compute", "fp32"):
+        cfg = _cfg(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, "train.mixed_precision=bf16", "train.batch_size=1",
+                   f"frozen_dtype={frozen}", "train.gradient_checkpointing=true")
+        trainer = Trainer(ISRStage(cfg))
+        batch = next(trainer.start())
+        logs = trainer.optimizer_step(itertools.repeat(batch))
+        steps[frozen] = trainer.stage, {k: v for k, v in logs.items() if not k.startswith("data_wait")}
+    (low, low_logs), (full, full_logs) = steps["compute"], steps["fp32"]
+    assert low_logs == full_logs
+    for a, b in ((low.generator, full.generator), (low.vsd.fake_unet, full.vsd.fake_unet)):
+        trained = [(p, q) for p, q in zip(a.parameters(), b.parameters()) if p.requires_grad]
+        assert trained and all(p.dtype == torch.float32 and torch.equal(p, q) for p, q in trained)
+    unet = low.accelerator.unwrap_model(low.generator).unet
+    for model in (unet, low.accelerator.unwrap_model(low.vsd.fake_unet), low.text_encoder):
+        frozen = {n: p.dtype for n, p in model.named_parameters() if not p.requires_grad}
+        assert frozen and all(d == torch.bfloat16 for n, d in frozen.items() if "norm" not in n and "embedding" not in n)
+    assert all(p.dtype == torch.float32 for p in low.vae.parameters())  # official: the VAE in fp32
+    models = lambda st: [st.accelerator.unwrap_model(st.generator).unet, st.vsd.fake_unet, st.text_encoder]  # noqa: E731
+    saved = memory_by_category(models(full))["frozen"] - memory_by_category(models(low))["frozen"]
+    stored = sum(p.numel() for m in models(low) for p in m.parameters() if p.dtype == torch.bfloat16)
+    assert saved == 2 * stored and saved > 0.4 * memory_by_category(models(full))["frozen"]
+
+
 def test_all_loss_terms_logged_and_the_vae_run_recorded(isr_run):
     _, run = isr_run
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and {"l2", "lpips", "vsd", "fake_diffusion", "loss"} <= rows[0].keys()
+    assert len(rows) == 2 and {"l2", "lpips", "vsd", "fake_diffusion", "loss", "data_wait", "data_wait_share"} <= rows[0].keys()
     assert f"vae_d4: {run.parent / '000-vae_stage2' / 'export'}" in (run / "config.yaml").read_text()
 
 
@@ -122,12 +165,14 @@ def test_official_settings_are_what_trains(isr_run):
 
 
 def test_training_target_is_the_plain_hr_crop(isr_run):
-    """Official OSEDiff/TVT loaders leave USM out: L2/LPIPS regress to the HR crop itself, not a sharpened one."""
+    """Official OSEDiff/TVT loaders leave USM out: L2/LPIPS regress to the HR crop itself, not a sharpened one.
+    The pair is made per sample where the item is made (the data loader's workers), seeded by its position."""
     stage, _ = isr_run
-    hr = torch.rand(2, 3, 64, 64)
-    pair = stage.degradation(hr, [0, 1], 0, resize_back=True)
-    assert torch.equal(pair["gt"], hr) and not stage.degradation.cfg.use_usm
-    assert pair["lr_up"].shape == hr.shape and pair["lr"].shape == (2, 3, 16, 16)
+    hr = torch.rand(3, 64, 64)
+    item = stage.sample_transform()({"hr": hr, "position": 0})
+    assert torch.equal(item["gt"], hr) and not stage.degradation.cfg.use_usm
+    assert item["lr_up"].shape == hr.shape and item["lr"].shape == (3, 16, 16)
+    assert stage.degradation.seed == stage.cfg.train.seed
     assert not stage.train_dataset.use_rot  # official augmentation: horizontal flip only
 
 

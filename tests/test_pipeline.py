@@ -17,7 +17,7 @@ from tvt.models.ce_unet import is_fully_trained
 from tvt.models.generator import gaussian_weights, tile_starts, tiled_apply
 from tvt.models.loading import MissingWeightsError
 from tvt.models.lora import LORA_WEIGHT_NAME, has_unmerged_lora
-from tvt.pipeline import BicubicPipeline, ImageSizeError, TVTPipeline
+from tvt.pipeline import BOUNDED_OVERLAP_OUTPUT_PX, BOUNDED_TILE_OUTPUT_PX, BicubicPipeline, ImageSizeError, TVTPipeline
 from tvt.prompts import PromptSpec
 
 
@@ -34,13 +34,14 @@ def osediff_pipe(tiny_sd):
 
 class PixelUNet(nn.Module):
     """A UNet stand-in: a kxk conv on the latent (k=1: spatially equivariant), same call signature as diffusers'.
-    ``calls`` counts its evaluations (one per latent tile)."""
+    ``levels``: 4 divides the latent by 8 as SD's UNet, 5 by 16 as the CE-UNet. ``calls`` counts its evaluations
+    (one per latent tile)."""
 
-    def __init__(self, k=1):
+    def __init__(self, k=1, levels=4):
         super().__init__()
         torch.manual_seed(0)
         self.conv = nn.Conv2d(4, 4, k, padding=k // 2)
-        self.config = SimpleNamespace(block_out_channels=(1, 1, 1, 1))
+        self.config = SimpleNamespace(block_out_channels=(1,) * levels)
         self.calls = 0
 
     @property
@@ -145,36 +146,52 @@ def test_blend_weights_and_equivariant_model():
 
 
 @pytest.fixture(scope="module")
-def pixel_pipes(osediff_pipe):
-    """The OSEDiff tiny pipeline's VAE and text parts around a 1x1-conv UNet (k=1) and a 3x3 one (k=3)."""
-    p = osediff_pipe
-    return {k: TVTPipeline.from_components(p.vae, PixelUNet(k), p.text_encoder, p.tokenizer, p.scheduler, process_size=0)
-            for k in (1, 3)}
+def pixel_pipes(osediff_pipe, tvt_pipe):
+    """The tiny pipelines' VAE and text parts around a 1x1-conv UNet (k=1) and a 3x3 one (k=3): OSEDiff's VAE-D8
+    with an SD-UNet-shaped stand-in, TVT's VAE-D4 with a CE-UNet-shaped one (latent sides multiples of 16)."""
+    return {(arch, k): TVTPipeline.from_components(p.vae, PixelUNet(k, levels), p.text_encoder, p.tokenizer,
+                                                   p.scheduler, process_size=0)
+            for arch, p, levels in (("osediff", osediff_pipe, 4), ("tvt", tvt_pipe, 5)) for k in (1, 3)}
 
 
-def test_tiled_equals_untiled_across_tiles(pixel_pipes):
+# image (h, w) at x1, tile size / overlap in input px, the latent grid -> latent tile, overlap, tiles per side
+SEAM_CASES = {
+    # padded to the stride 64: latent 16 x 16, tiles of 8 (the UNet factor) overlapping by 2
+    "osediff": ((96, 112), 32, 12, (16, 16), 8, 2, (3, 3)),
+    # the bounded tiles (384 / 64 px: latent 96 / 16, 9,216 first-level tokens) on a 128 x 192 latent
+    "tvt": ((512, 768), BOUNDED_TILE_OUTPUT_PX, BOUNDED_OVERLAP_OUTPUT_PX, (128, 192), 96, 16, (2, 3)),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(SEAM_CASES))
+def test_tiled_equals_untiled_across_tiles(pixel_pipes, arch):
     """Through the pipeline, on an image of several latent tiles: a spatially equivariant UNet gives the untiled
     result (the blend is a per-pixel convex combination), so the tiles are placed, weighted and cropped right."""
-    pipe = pixel_pipes[1]
-    x = torch.rand(1, 3, 96, 112)  # padded to the stride 64: latent 16x16
+    pipe = pixel_pipes[arch, 1]
+    size, tile_size, tile_overlap, (lh, lw), tile, overlap, (ny, nx) = SEAM_CASES[arch]
+    x = torch.rand(1, 3, *size)
     kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
+    assert pipe.latent_tiling(tile_size, tile_overlap, 1) == (tile, overlap)
     pipe.unet.calls = 0
     untiled = pipe(x, tile_size=0, **kw).images
     assert pipe.unet.calls == 1
-    tiled = pipe(x, tile_size=32, tile_overlap=12, **kw).images  # latent tile 8 (the UNet factor), overlap 2
-    assert pipe.unet.calls - 1 == len(tile_starts(16, 8, 2)) ** 2 == 9
+    tiled = pipe(x, tile_size=tile_size, tile_overlap=tile_overlap, **kw).images
+    assert (len(tile_starts(lh, tile, overlap)), len(tile_starts(lw, tile, overlap))) == (ny, nx)
+    assert pipe.unet.calls - 1 == ny * nx
     torch.testing.assert_close(tiled, untiled, atol=1e-5, rtol=0)
 
 
-def test_no_seams_on_smooth_image(pixel_pipes):
+@pytest.mark.parametrize("arch", sorted(SEAM_CASES))
+def test_no_seams_on_smooth_image(pixel_pipes, arch):
     """A 3x3 UNet (wrong at tile borders, like any real UNet) shows no step at the borders because the Gaussian
-    blend hides tile edges (uniform blending instead of Gaussian: 0.26)."""
-    pipe = pixel_pipes[3]
-    smooth = F.interpolate(torch.rand(1, 3, 4, 4), size=(96, 112), mode="bicubic", align_corners=False).clamp(0, 1)
+    blend hides tile edges (OSEDiff case with uniform blending instead of Gaussian: 0.26)."""
+    pipe = pixel_pipes[arch, 3]
+    size, tile_size, tile_overlap = SEAM_CASES[arch][:3]
+    smooth = F.interpolate(torch.rand(1, 3, 4, 4), size=size, mode="bicubic", align_corners=False).clamp(0, 1)
     kw = dict(upscale=1, vae_tile_size=0, color_fix=None, output_type="pt")
     untiled = pipe(smooth, tile_size=0, **kw).images
-    tiled = pipe(smooth, tile_size=32, tile_overlap=12, **kw).images  # 9 latent tiles, as above
-    assert tiled.shape == untiled.shape == (1, 3, 96, 112)
+    tiled = pipe(smooth, tile_size=tile_size, tile_overlap=tile_overlap, **kw).images  # the tiles above
+    assert tiled.shape == untiled.shape == (1, 3, *size)
     assert (tiled - untiled).abs().max() <= 0.01, (tiled - untiled).abs().max()
 
 

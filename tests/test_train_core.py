@@ -1,15 +1,20 @@
 """The shared training core on a tiny VAE stage: exact resume after Ctrl-C, logs averaged over accumulation,
-checkpoints and damaged ones, run folders and `latest:`, the non-finite guard, the training scripts' command lines."""
+checkpoints and damaged ones, run folders and `latest:`, the non-finite guard, the training scripts' command lines;
+the per-sample transform in the data loader's workers, the data-wait log, frozen weights in the compute dtype."""
 import importlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import small_hr_folder
 import torch
 
 from tvt.config import ConfigError, load_config
-from tvt.train.core import CheckpointError, NonFiniteLossError, Trainer, checkpoints, resolve_run_path
+from tvt.data.datasets import HRImageDataset
+from tvt.data.degradation import DegradeSample, RealESRGANDegradation, load_degradation_config
+from tvt.train.core import (CheckpointError, NonFiniteLossError, TrainConfig, Trainer, checkpoints, make_dataloader,
+                            make_optimizer, memory_by_category, resolve_run_path, store_frozen_weights)
 from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
 
@@ -72,6 +77,8 @@ def test_logs_are_means_over_the_accumulation_window_and_the_run_folder_is_print
     assert len(s) == 4 and s[0] != s[1]
     assert [r["loss"] for r in rows(run)] == pytest.approx([(s[0] + s[1]) / 2, (s[2] + s[3]) / 2], rel=1e-6)
     assert capsys.readouterr().out.count(f"run folder: {run}") == 2  # at start and at end
+    # every step says how long it waited for its micro-batches, and which share of the step that was
+    assert all(r["data_wait"] >= 0 and 0 <= r["data_wait_share"] <= 1 for r in rows(run))
 
 
 def test_checkpoints_keep_last_and_are_complete(tmp_path, hr_dir):
@@ -173,3 +180,66 @@ def test_training_scripts_list_their_keys_and_stop_on_ctrl_c_in_one_line(tmp_pat
     isr = importlib.import_module("tvt_scripts.train_isr")
     assert isr.main([f"train.output_dir={tmp_path}"]) == 130
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def _take(loader, n):
+    it = iter(loader)
+    return [next(it) for _ in range(n)]
+
+
+def test_worker_transform_gives_the_batched_degradation_whatever_the_workers_and_resume_point(hr_dir):
+    """The ISR degradation made per sample in 2 workers == in this process == the batched call on the same
+    positions, bit for bit; a loader restarted at micro-batch 2 (a resume) continues the same stream."""
+    deg_cfg = load_degradation_config("tiny")
+    transform = DegradeSample(deg_cfg, seed=5)
+    ds = HRImageDataset(hr_dir, crop_size=32, use_rot=False, seed=5)
+    one = SimpleNamespace(process_index=0, num_processes=1, device=torch.device("cpu"))
+    inline = _take(make_dataloader(ds, TrainConfig(seed=5, batch_size=2), one, transform=transform), 4)
+    workers = _take(make_dataloader(ds, TrainConfig(seed=5, batch_size=2, num_workers=2), one, transform=transform), 4)
+    resumed = _take(make_dataloader(ds, TrainConfig(seed=5, batch_size=2, num_workers=2), one, 2, transform), 2)
+    batched = RealESRGANDegradation(deg_cfg)
+    for k, (a, b) in enumerate(zip(inline, workers)):
+        assert a["position"].tolist() == [2 * k, 2 * k + 1]
+        ref = batched(a["hr"], a["position"], 5, resize_back=True)
+        for key in ("hr", "lr", "lr_up", "gt"):
+            assert torch.equal(a[key], b[key]) and (key == "hr" or torch.equal(a[key], ref[key])), (k, key)
+    for a, b in zip(inline[2:], resumed):
+        assert all(torch.equal(a[key], b[key]) for key in ("hr", "lr", "lr_up", "gt", "position"))
+
+
+def test_adamw_is_fused_on_cuda_only():
+    p = torch.nn.Parameter(torch.zeros(3))
+    assert not make_optimizer([p], TrainConfig()).defaults.get("fused")  # CPU: torch's default implementation
+    if torch.cuda.is_available():
+        assert make_optimizer([torch.nn.Parameter(torch.zeros(3, device="cuda"))], TrainConfig()).defaults["fused"]
+
+
+def test_frozen_linear_and_conv_weights_in_bf16_compute_the_same_under_autocast():
+    """Frozen Linear/Conv weights stored in bf16 give bit-identical outputs and gradients under (CPU) bf16
+    autocast, which rounds them to bf16 at every call anyway; trainable weights and norms stay fp32."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GroupNorm(2, 8), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 6 * 6, 4), torch.nn.Linear(4, 2))
+    model.requires_grad_(False)
+    model[4].requires_grad_(True)  # the trainable layer
+    x = torch.randn(2, 3, 8, 8)
+
+    def step(m):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = m(x).float().square().mean()
+        out.backward()
+        return out.detach(), m[4].weight.grad.clone()
+
+    ref = step(model)
+    model[4].weight.grad = None
+    before = memory_by_category([model])
+    freed = store_frozen_weights(model, torch.bfloat16)
+    after = memory_by_category([model])
+    assert {n: p.dtype for n, p in model.named_parameters()} == {
+        "0.weight": torch.bfloat16, "0.bias": torch.bfloat16, "1.weight": torch.float32, "1.bias": torch.float32,
+        "3.weight": torch.bfloat16, "3.bias": torch.bfloat16, "4.weight": torch.float32, "4.bias": torch.float32}
+    assert freed == 2 * sum(model[i].weight.numel() + model[i].bias.numel() for i in (0, 3))
+    assert before["frozen"] - after["frozen"] == freed and after["trainable"] == before["trainable"]
+    out, grad = step(model)
+    assert torch.equal(out, ref[0]) and torch.equal(grad, ref[1])
+    assert store_frozen_weights(model, torch.float32) == 0  # fp32 training: nothing to do

@@ -164,8 +164,12 @@ def test_stage1_trains_only_the_decoder(tmp_path, hr_dir, tiny_sd):
 
 
 def test_stage2_trains_only_the_encoder_and_its_log_variance(tmp_path, hr_dir, tiny_sd, tiny_vae_d4):
+    torch.manual_seed(123)  # not the seed of tiny_vae_d4: the encoder is this run's init, the decoder stage 1's
     stage = _setup(_cfg(tmp_path, hr_dir, tiny_sd, "stage2", [f"decoder_from={tiny_vae_d4}"]))
     vae = stage.vae
+    stage1 = load_vae_d4(tiny_vae_d4).state_dict()
+    assert all(torch.equal(v, stage1[k]) for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv.")))
+    assert not torch.equal(vae.encoder.conv_in.weight, stage1["encoder.conv_in.weight"])
     assert stage.cfg.sample_posterior and stage.cfg.loss.kl_weight == 1e-6  # LDM defaults
     assert len(stage.optimizers) == 1 and _opt_params(stage.optimizers[0]) == _ids(vae.encoder, vae.quant_conv)
     batch = _batch(hr_dir)

@@ -1,7 +1,8 @@
 """Datasets: HR crops for online degradation (training) and HR/LR pairs (evaluation).
 
 HR crops are drawn from a generator seeded by (seed, epoch, index), so a DataLoader gives the same crops whatever
-the number of workers; the LR is made later on the batch by ``RealESRGANDegradation`` with the same indices.
+the number of workers; in training, the LR of each crop is made right after it, in the same worker, by the stage's
+per-sample transform (``tvt.data.degradation.DegradeSample``, seeded by the sample's position).
 """
 from __future__ import annotations
 

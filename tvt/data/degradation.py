@@ -3,9 +3,16 @@
 
     cfg = load_degradation_config("realesrgan", ["jpeg_range=[50, 95]"])
     out = RealESRGANDegradation(cfg)(hr, indices, seed)   # hr (B,3,H,W) in [0,1] -> out["lr"] (B,3,H/4,W/4)
+    item = DegradeSample(cfg, seed)({"hr": hr[0], "position": 7})   # one sample: + lr, lr_up, gt (3,h,w)
 
 The pipeline and every probability/range mirror Real-ESRGAN's ``realesrgan_dataset.py`` + ``RealESRGANModel.feed_data``
 (option names kept), which the official OSEDiff/TVT code runs per sample (``dataloaders/realesrgan.py``).
+
+Where it runs in training: ``DegradeSample`` degrades each item in the DataLoader workers, on CPU, as the official
+OSEDiff/TVT dataset does (``PairedSROnlineDataset.__getitem__``), so the GPU never waits for it when there are enough
+workers (``train.num_workers``). Training has no on-device path: degrading the batch on the GPU inside the step put
+per-sample chains of small kernels on the critical path, and CPU workers hide the whole cost. The batched call
+(any device) stays for test-set building, tests and benchmarks.
 
 Determinism: every random choice of sample i (kernels, scales, modes, qualities, noise tensors) comes from generators
 seeded by (seed, index) only, so a sample's LR does not depend on batch size, batch composition or worker count.
@@ -450,8 +457,29 @@ class RealESRGANDegradation(torch.nn.Module):
         return {"lr": lr, "gt": gt, "lr_up": torch.clamp((lr_up * 255.0).round(), 0, 255) / 255.0}  # (B,3,H,W)
 
 
+class DegradeSample:
+    """Per-sample transform for the training data loader: item dict(hr=(3,H,W) in [0,1], position=int) ->
+    the item plus ``lr`` (3,H/s,W/s), ``gt`` (3,H,W) and, with ``resize_back``, ``lr_up`` (3,H,W) (all float32).
+
+    Every value is row i of the batched ``RealESRGANDegradation(cfg)(hr_batch, positions, seed, resize_back)`` on
+    the same device, bit for bit: a sample's draws depend on (seed, position) only and no op mixes samples. Holds
+    only the degradation (picklable: DataLoader workers get a copy)."""
+
+    def __init__(self, cfg: DegradationConfig, seed: int, resize_back: bool = True):
+        self.degradation, self.seed, self.resize_back = RealESRGANDegradation(cfg), int(seed), resize_back
+
+    @property
+    def cfg(self) -> DegradationConfig:
+        return self.degradation.cfg
+
+    def __call__(self, item: dict) -> dict:
+        out = self.degradation(item["hr"][None], [item["position"]], self.seed, resize_back=self.resize_back)
+        return {**item, **{k: v[0] for k, v in out.items()}}
+
+
 __all__ = [
     "DegradationConfig",
+    "DegradeSample",
     "RealESRGANDegradation",
     "SampleDraws",
     "SeparableUSMSharp",

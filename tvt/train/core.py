@@ -17,7 +17,14 @@ and writes its deliverable in ``export``. The Trainer owns everything else:
 - exact resume (``train.resume=latest``): the data stream is a pure function of (seed, sample position),
   so a run resumed from step k sees the same batches as an uninterrupted one, and its metrics rows
   after step k are replaced, not repeated;
+- per-sample work off the critical path: a stage's ``sample_transform`` (the ISR degradation) runs on each
+  item in the DataLoader workers (``train.num_workers``), seeded by the item's position, so the data does not
+  depend on the number of workers; every step logs how long it waited for data (``data_wait``, seconds, and
+  ``data_wait_share`` of the step);
 - a non-finite loss never reaches the weights: the step is skipped and counted, or the run halts.
+
+Memory helpers for stages with large frozen models: ``store_frozen_weights`` (frozen Linear/Conv weights in the
+mixed-precision dtype, where autocast computes them anyway), ``memory_by_category``; AdamW is fused on CUDA.
 """
 from __future__ import annotations
 
@@ -29,11 +36,13 @@ import os
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import ConfigError, to_yaml
@@ -61,7 +70,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     use_8bit_adam: bool = False
     max_grad_norm: float = 1.0  # <= 0 disables clipping
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes: loading, cropping and the stage's per-sample transform
     log_every: int = 10
     val_every: int = 0  # 0: no validation during training
     ckpt_every: int = 500
@@ -81,11 +90,13 @@ class PositionDataset(Dataset):
     """Maps a global sample position to (epoch, index) through a seeded permutation per epoch.
 
     ``base[index]`` is called after ``base.set_epoch(epoch)`` when the base dataset has it, and the item
-    gains ``position`` (unique over the run: the degradation seeds its randomness with it).
+    gains ``position`` (unique over the run). ``transform(item)``, when given, then runs on the item where the
+    item is made (a DataLoader worker): it must be picklable and a pure function of the item (its randomness
+    seeded by ``item["position"]``), so the data stays a function of (seed, position).
     """
 
-    def __init__(self, base: Dataset, seed: int):
-        self.base, self.seed, self.n = base, seed, len(base)
+    def __init__(self, base: Dataset, seed: int, transform: Callable[[dict], dict] | None = None):
+        self.base, self.seed, self.n, self.transform = base, seed, len(base), transform
         if self.n == 0:
             raise InputError("the training dataset is empty")
         self._perm_epoch, self._perm = -1, None
@@ -102,7 +113,7 @@ class PositionDataset(Dataset):
                 self.base.set_epoch(epoch)
         item = dict(self.base[int(self._perm[offset])])
         item["position"] = int(position)
-        return item
+        return self.transform(item) if self.transform is not None else item
 
 
 class PositionSampler(Sampler[int]):
@@ -119,10 +130,15 @@ class PositionSampler(Sampler[int]):
             k += 1
 
 
-def make_dataloader(dataset: Dataset, cfg: TrainConfig, accelerator, start_batch: int = 0) -> DataLoader:
+def make_dataloader(dataset: Dataset, cfg: TrainConfig, accelerator, start_batch: int = 0,
+                    transform: Callable[[dict], dict] | None = None) -> DataLoader:
+    """Micro-batches of ``cfg.batch_size`` from micro-batch ``start_batch`` on; ``transform`` runs per item in the
+    ``cfg.num_workers`` workers (in this process when 0). Pinned host memory when training on CUDA, so the copy to
+    the device does not block."""
     sampler = PositionSampler(cfg.batch_size, accelerator.process_index, accelerator.num_processes, start_batch)
-    return DataLoader(PositionDataset(dataset, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
-                      num_workers=cfg.num_workers, drop_last=True, persistent_workers=cfg.num_workers > 0)
+    return DataLoader(PositionDataset(dataset, cfg.seed, transform), batch_size=cfg.batch_size, sampler=sampler,
+                      num_workers=cfg.num_workers, drop_last=True, persistent_workers=cfg.num_workers > 0,
+                      pin_memory=torch.device(accelerator.device).type == "cuda")
 
 
 def effective_lr(cfg: TrainConfig, lr: float | None = None, num_processes: int | None = None) -> float:
@@ -142,6 +158,8 @@ def effective_lr(cfg: TrainConfig, lr: float | None = None, num_processes: int |
 
 
 def make_optimizer(params, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over the trainable ``params``: fused (one kernel for all parameters) when every one is a float
+    tensor on CUDA, torch's default implementation otherwise (CPU); 8-bit with ``cfg.use_8bit_adam``."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters for the optimizer")
@@ -152,6 +170,8 @@ def make_optimizer(params, cfg: TrainConfig, lr: float | None = None) -> torch.o
         except ImportError:
             raise ConfigError("train.use_8bit_adam=true needs bitsandbytes: pip install bitsandbytes") from None
         return bnb.optim.AdamW8bit(params, **kwargs)
+    if all(p.is_cuda and p.is_floating_point() for p in params):
+        kwargs["fused"] = True
     return torch.optim.AdamW(params, **kwargs)
 
 
@@ -160,6 +180,63 @@ def make_scheduler(optimizer, cfg: TrainConfig):
 
     return get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps,
                          num_training_steps=cfg.max_steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: frozen weights in the compute dtype, bytes by category
+# ---------------------------------------------------------------------------------------------
+AUTOCAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # autocast runs these in the compute dtype
+
+
+def compute_dtype(accelerator) -> torch.dtype:
+    """The dtype autocast computes in: float16 / bfloat16 under fp16 / bf16 mixed precision, else float32."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(str(accelerator.mixed_precision), torch.float32)
+
+
+def store_frozen_weights(module: nn.Module, dtype: torch.dtype) -> int:
+    """Store the frozen weights and biases of ``module``'s Linear/Conv layers in ``dtype``, in place; returns the
+    bytes this frees. Trainable parameters (LoRA, fully trained layers) keep their fp32 master weights.
+
+    Under autocast these layers compute in ``dtype`` whatever their weights' dtype: autocast would round each
+    fp32 weight to ``dtype`` at every call, so storing the rounded copy once gives the same numbers with half the
+    memory (and no cast kernels). Norm and embedding layers, which autocast does not cast (or runs in fp32), stay
+    as they are: a fraction of a percent of a UNet's weights. No-op for float32."""
+    freed = 0
+    if dtype == torch.float32:
+        return freed
+    for layer in module.modules():
+        if not isinstance(layer, AUTOCAST_LAYERS):
+            continue
+        for p in layer.parameters(recurse=False):
+            if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+                freed += p.numel() * (p.element_size() - torch.finfo(dtype).bits // 8)
+                p.data = p.data.to(dtype)
+    return freed
+
+
+def memory_by_category(modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer] = ()) -> dict[str, int]:
+    """Bytes held by ``modules`` and ``optimizers``: ``trainable`` parameters, their ``gradients`` (as allocated
+    now), ``frozen`` parameters (all dtypes; ``frozen_<dtype>`` per dtype) and ``optimizer_state``. A parameter
+    shared by several modules counts once."""
+    out = {"trainable": 0, "gradients": 0, "frozen": 0, "optimizer_state": 0}
+    seen: set[int] = set()
+    for module in modules:
+        for p in module.parameters():
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            size = p.numel() * p.element_size()
+            if p.requires_grad:
+                out["trainable"] += size
+                out["gradients"] += 0 if p.grad is None else p.grad.numel() * p.grad.element_size()
+            else:
+                out["frozen"] += size
+                key = f"frozen_{str(p.dtype).removeprefix('torch.')}"
+                out[key] = out.get(key, 0) + size
+    for opt in optimizers:
+        for state in opt.state.values():
+            out["optimizer_state"] += sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +262,12 @@ class Stage:
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         raise NotImplementedError
+
+    def sample_transform(self) -> Callable[[dict], dict] | None:
+        """A per-sample transform run where each item is made (the DataLoader workers), on the item with its
+        ``position``; None: the items arrive as the dataset makes them. It is pickled to the workers, so it should
+        hold only what it needs (not the stage), and be a pure function of the item (exact resume)."""
+        return None
 
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         """Compute losses, call ``self.accelerator.backward``; return named scalars to log."""
@@ -367,22 +450,35 @@ class Trainer:
         stage.setup(acc)
         for sch in stage.schedulers:
             acc.register_for_checkpointing(sch)
-        loader = make_dataloader(stage.train_dataset, t, acc, start_batch=(self.step + self.skipped) * t.grad_accum)
-        batches = iter(loader)  # before load_state: creating the iterator draws from the global RNG
+        batches = self.batches((self.step + self.skipped) * t.grad_accum)  # before load_state: it draws from the RNG
         if resume:
             self._load_state(resume[1], state)
         if acc.is_main_process and t.tracker != "none":
             acc.init_trackers(stage.name)
         self.bar = tqdm(total=t.max_steps, initial=self.step, desc=stage.name, disable=not acc.is_main_process)
-        return (_to_device(batch, acc.device) for batch in batches)
+        return batches
+
+    def batches(self, start_batch: int = 0) -> Iterator[dict]:
+        """The micro-batch stream from micro-batch ``start_batch`` on, on the training device (the workers start
+        here: creating the iterator draws their base seed from the global RNG)."""
+        loader = make_dataloader(self.stage.train_dataset, self.tcfg, self.accelerator, start_batch,
+                                 self.stage.sample_transform())
+        device = self.accelerator.device
+        return (_to_device(batch, device) for batch in loader)
 
     def optimizer_step(self, batches: Iterator[dict]) -> dict[str, float] | None:
-        """One optimizer step from ``grad_accum`` micro-batches: their logs averaged, or None if it was skipped."""
+        """One optimizer step from ``grad_accum`` micro-batches: their logs averaged, or None if it was skipped.
+
+        The logs end with ``data_wait``: seconds this process waited for its micro-batches (loader and copy to the
+        device), and ``data_wait_share``: that time over the whole step's."""
         acc, t, stage = self.accelerator, self.tcfg, self.stage
-        micro = []
+        micro, wait, start = [], 0.0, time.perf_counter()
         for _ in range(t.grad_accum):
+            asked = time.perf_counter()
+            batch = next(batches)
+            wait += time.perf_counter() - asked
             with acc.accumulate(*stage.trainable_modules()):  # gradients are all-reduced on the last one only
-                micro.append(stage.train_step(next(batches), self.step))
+                micro.append(stage.train_step(batch, self.step))
         logs = self._mean(micro)
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
         if bad:  # on any process: the window's gradients are dropped, its data consumed (fresh data next)
@@ -399,6 +495,8 @@ class Trainer:
             sch.step()
         self._zero_grad()
         stage.after_optimizer_step()
+        logs["data_wait"] = wait
+        logs["data_wait_share"] = wait / max(time.perf_counter() - start, 1e-9)
         return logs
 
     def log_validate_checkpoint(self, logs: dict[str, float]) -> None:

@@ -31,7 +31,7 @@ from ..models.lora import (OFFICIAL_LORA_ALPHA, add_ce_unet_lora, add_unet_lora,
                            format_parameter_groups, official_lora_groups, trainable_parameters_by_group)
 from ..models.vae import load_vae_d4, load_vae_d8
 from ..prompts import TRAIN_NEGATIVE_PROMPT, PromptSpec, build_prompt_extractor, encode_prompts
-from .core import Stage, TrainConfig, make_optimizer, make_scheduler
+from .core import Stage, TrainConfig, compute_dtype, make_optimizer, make_scheduler, store_frozen_weights
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ class ISRConfig:
     lora_on_fully_trained: bool = True  # official: LoRA on every target, the fully trained layers too
     timestep: int = 1  # Sec. 3.3: "the time step is set to 1 in our work"
     sample_posterior: bool = True  # official: vae.encode(x).latent_dist.sample()
+    # compute: frozen Linear/Conv weights stored in the fp16/bf16 autocast computes them in (same numbers, half the
+    # memory); fp32: kept as loaded (official: fp32, cast by autocast at every call)
+    frozen_dtype: str = "compute"
     ema: bool = False
     ema_decay: float = 0.999
     data: ISRDataConfig = field(default_factory=ISRDataConfig)
@@ -107,18 +110,25 @@ class ISRStage(Stage):
         from diffusers import DDPMScheduler
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        from ..data.degradation import RealESRGANDegradation, load_degradation_config
+        from ..data.degradation import DegradeSample, load_degradation_config
         from ..models.loading import require_pretrained
 
         cfg, device = self.cfg, accelerator.device
         if cfg.architecture not in ARCHITECTURES:
             raise ConfigError(f"architecture must be one of {sorted(ARCHITECTURES)}, got '{cfg.architecture}'")
+        if cfg.frozen_dtype not in ("compute", "fp32"):
+            raise ConfigError(f"frozen_dtype must be 'compute' or 'fp32', got '{cfg.frozen_dtype}'")
+        dtype = compute_dtype(accelerator)
+        frozen_dtype = dtype if cfg.frozen_dtype == "compute" else torch.float32
+        ckpt = cfg.train.gradient_checkpointing
         self.tokenizer = require_pretrained(CLIPTokenizer, cfg.sd_model, what="SD 2.1 tokenizer", subfolder="tokenizer")
         self.text_encoder = require_pretrained(CLIPTextModel, cfg.sd_model, what="SD 2.1 text encoder",
-                                               subfolder="text_encoder").to(device).eval().requires_grad_(False)
+                                               subfolder="text_encoder").eval().requires_grad_(False)
+        store_frozen_weights(self.text_encoder, frozen_dtype)  # on the CPU: no fp32 copy ever on the device
+        self.text_encoder.to(device)
         self.scheduler = require_pretrained(DDPMScheduler, cfg.sd_model, what="SD 2.1 scheduler", subfolder="scheduler")
-        sd_unet = load_sd_unet(cfg.sd_model)
-        # Generator: VAE (frozen, optional encoder LoRA) + UNet (LoRA; the CE-UNet's replicated levels in full).
+        sd_unet = load_sd_unet(cfg.sd_model)  # fp32, CPU
+        # Generator: VAE (frozen, fp32, optional encoder LoRA) + UNet (LoRA; the CE-UNet's replicated levels in full).
         vae_kind, unet_kind = ARCHITECTURES[cfg.architecture]
         self.vae = (load_vae_d4(cfg.vae_d4) if vae_kind == "vae_d4" else load_vae_d8(cfg.sd_model)).requires_grad_(False)
         if cfg.encoder_lora:
@@ -129,8 +139,10 @@ class ISRStage(Stage):
         else:
             self.unet = copy.deepcopy(sd_unet)
             self.lora_config = add_unet_lora(self.unet, cfg.lora_rank, cfg.lora_alpha)
-        if cfg.train.gradient_checkpointing:
+        store_frozen_weights(self.unet, frozen_dtype)
+        if ckpt:  # memory only: the same gradients
             self.unet.enable_gradient_checkpointing()
+            self.vae.enable_gradient_checkpointing()
         self.generator = accelerator.prepare(OneStepGenerator(self.vae, self.unet, self.scheduler.alphas_cumprod,
                                                               cfg.timestep, cfg.sample_posterior))
         gen_params = [p for p in self.generator.parameters() if p.requires_grad]
@@ -142,14 +154,15 @@ class ISRStage(Stage):
         if cfg.loss.vsd_weight > 0:
             if cfg.loss.fake_lora not in ("others", "all"):
                 raise ConfigError(f"loss.fake_lora must be 'others' or 'all', got '{cfg.loss.fake_lora}'")
-            # the frozen real UNet in the compute dtype, as the official unet_fix (weight_dtype)
-            real = sd_unet.to(device, dtype=_compute_dtype(accelerator)).eval().requires_grad_(False)
-            fake = copy.deepcopy(sd_unet).float()
+            fake = copy.deepcopy(sd_unet)  # official unet_update: the SD weights, its LoRA in fp32
             targets = official_lora_groups(fake)["others"] if cfg.loss.fake_lora == "others" else None
             add_unet_lora(fake, cfg.lora_rank, cfg.lora_alpha, target_modules=targets)  # the generator's LoraConfig
-            if cfg.train.gradient_checkpointing:
+            store_frozen_weights(fake, frozen_dtype)
+            if ckpt:
                 fake.enable_gradient_checkpointing()
             fake = accelerator.prepare(fake)
+            # the frozen real UNet wholly in the compute dtype, as the official unet_fix (weight_dtype)
+            real = sd_unet.to(device, dtype=dtype).eval().requires_grad_(False)
             # SD's UNets are trained on 64x64 latents: official TVT splits the D4 latent into 2x2 patches
             patches = cfg.loss.vsd_patches and vae_kind == "vae_d4"
             self.vsd = VSDLoss(real, fake, self.scheduler, cfg.loss.cfg_scale, cfg.loss.min_dm_step_ratio,
@@ -158,12 +171,15 @@ class ISRStage(Stage):
             self.optimizers.append(accelerator.prepare(fake_opt))
             self.schedulers.append(make_scheduler(fake_opt, cfg.train))
             groups["vsd_fake_unet"] = trainable_parameters_by_group(accelerator.unwrap_model(fake))
+        del sd_unet
         if accelerator.is_main_process:
             print("trainable parameters\n" + format_parameter_groups(groups))
         self.lpips = LPIPSLoss("vgg", cfg.loss.lpips_backbone).to(device) if cfg.loss.lpips_weight > 0 else None
-        self.degradation = RealESRGANDegradation(load_degradation_config(cfg.data.degradation, cfg.data.degradation_overrides))
+        # the Real-ESRGAN degradation, per sample in the data loader's workers (sample_transform)
+        self.degradation = DegradeSample(load_degradation_config(cfg.data.degradation, cfg.data.degradation_overrides),
+                                         cfg.train.seed, resize_back=True)
         self.prompts = build_prompt_extractor(cfg.prompt, str(device))
-        self.negative_embeds = encode_prompts(self.tokenizer, self.text_encoder, [cfg.prompt.negative])  # (1, 77, D)
+        self.negative_embeds = self._encode([cfg.prompt.negative])  # (1, 77, D)
         self.ema = None
         if cfg.ema:
             from diffusers.training_utils import EMAModel
@@ -179,19 +195,33 @@ class ISRStage(Stage):
     def trainable_modules(self) -> list[nn.Module]:
         return [self.generator] + ([self.vsd.fake_unet] if self.vsd is not None else [])
 
+    def frozen_modules(self) -> list[nn.Module]:
+        """Every model of the step (trainable ones included: their frozen weights), for memory accounting."""
+        vsd = [self.vsd.real_unet] if self.vsd is not None else []
+        return self.trainable_modules() + vsd + [self.text_encoder] + ([self.lpips] if self.lpips is not None else [])
+
+    def sample_transform(self):
+        """HR crop -> + lr, lr_up, gt: the Real-ESRGAN degradation seeded by (train.seed, position), in the workers."""
+        return self.degradation
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        """CLIP embeddings (B, 77, D), float32. Under the training autocast, as the official text encoder runs
+        inside the prepared model's forward: its Linear weights may be stored in the compute dtype."""
+        with self.accelerator.autocast():
+            return encode_prompts(self.tokenizer, self.text_encoder, texts).float()
+
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, H, W) in [0, 1] -> prompt and negative-prompt embeddings (B, 77, D) each, one CLIP call.
 
         Official: f"{tags}, {positive}" with RAM tags of each image."""
         texts = [self.cfg.prompt.text(t) for t in self.prompts(images)]
-        emb = encode_prompts(self.tokenizer, self.text_encoder, texts)
-        return emb, self.negative_embeds.expand(len(texts), -1, -1)
+        return self._encode(texts), self.negative_embeds.expand(len(texts), -1, -1)
 
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        """batch: hr, gt, lr_up (B, 3, S, S) and lr (B, 3, S/4, S/4) in [0, 1], made per sample by the workers."""
         cfg, acc = self.cfg, self.accelerator
-        pair = self.degradation(batch["hr"], batch["position"], cfg.train.seed, resize_back=True)
-        gt = pair["gt"] * 2 - 1  # (B, 3, S, S) in [-1, 1]: the plain HR crop (no USM, as official)
-        lr_up = pair["lr_up"] * 2 - 1  # (B, 3, S, S): the LR resized back, the generator's input
+        gt = batch["gt"] * 2 - 1  # (B, 3, S, S) in [-1, 1]: the plain HR crop (no USM, as official)
+        lr_up = batch["lr_up"] * 2 - 1  # (B, 3, S, S): the LR resized back, the generator's input
         emb, neg = self.embed(batch["hr"])  # tags of the HR crop in training (official train.py)
         sr, z0 = self.generator(lr_up, emb)
         l2 = F.mse_loss(sr.float(), gt.float())
@@ -246,6 +276,3 @@ class ISRStage(Stage):
                         architecture=self.cfg.architecture, prompt=self.cfg.inference_prompt,
                         timestep=self.cfg.timestep)
 
-
-def _compute_dtype(accelerator) -> torch.dtype:
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)

@@ -68,7 +68,7 @@ class VAETransferConfig:
     sd_model: str = SD21_BASE  # SD 2.1 folder or hub id: its vae/ is the frozen VAE-D8
     variant: str = "d4"  # d4 | v1 | v2 (Table 5) | d8 (mode=scratch only: SD's VAE-D8 layout)
     vae_kwargs: dict = field(default_factory=dict)  # overrides of the variant's config (tiny runs)
-    decoder_from: Optional[str] = None  # stage 2: the stage-1 export folder
+    decoder_from: Optional[str] = None  # stage 2: the stage-1 export folder (its decoder; the encoder starts random)
     sample_posterior: bool = True  # LDM AutoencoderKL.forward(sample_posterior=True): train on z ~ q(z|x)
     d8_latent: str = "sample"  # stage 1: what the D4 decoder reads; LDM's decoder always reads posterior samples
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
@@ -160,9 +160,14 @@ class VAETransferStage(Stage):
         if cfg.mode == "stage2":
             if not cfg.decoder_from:
                 raise ConfigError("mode=stage2 needs decoder_from=<stage-1 export folder>")
-            trained = load_vae_d4(cfg.decoder_from)
-            # the stage-1 decoder and post_quant_conv carry over; the encoder is the stage-1 run's untouched init
-            vae.load_state_dict(trained.state_dict())
+            # the stage-1 decoder and post_quant_conv carry over; the encoder (+ quant_conv) keeps this run's random init
+            # (train.seed; the paper does not say how the stage-2 encoder starts)
+            carried = {k: v for k, v in load_vae_d4(cfg.decoder_from).state_dict().items()
+                       if k.startswith(("decoder.", "post_quant_conv."))}
+            missing = [k for k in vae.state_dict() if k.startswith(("decoder.", "post_quant_conv.")) and k not in carried]
+            if missing:
+                raise ConfigError(f"decoder_from={cfg.decoder_from} lacks decoder weights, e.g. {missing[:3]}")
+            vae.load_state_dict(carried, strict=False)
         return vae
 
     def _freeze_for_mode(self) -> None:
