@@ -1,13 +1,17 @@
-"""Step time and peak memory of one-step ISR training, timing the code users run: ``Trainer.optimizer_step`` of
-``ISRStage`` built from configs/isr.yaml, on random weights with SD 2.1-base's shapes (no download).
+"""Step time, data wait and peak memory of a training step, timing the code users run: ``Trainer.optimizer_step``
+of ``ISRStage`` (configs/isr.yaml) or of VAE stage 1 (``VAETransferStage``, configs/vae_stage1.yaml), on random
+weights with SD 2.1-base's shapes (no download).
 
-What is timed: one optimizer step of one micro-batch = ``ISRStage.train_step`` (Real-ESRGAN degradation, CLIP
-prompt embedding, VAE-D4 + CE-UNet generator, L2 + LPIPS + VSD with classifier-free guidance, the fake UNet's
-loss, both backward passes) + gradient clipping + both AdamW steps + the lr schedules, data loading included.
-Median over --steps after --warmup steps.
+What is timed: one optimizer step of one micro-batch = the stage's ``train_step`` (ISR: CLIP prompt embedding,
+VAE-D4 + CE-UNet generator, L2 + LPIPS + VSD with classifier-free guidance, the fake UNet's loss, both backward
+passes; VAE stage 1: the frozen D8 encoder, the D4 decoder, L1 + LPIPS (+ PatchGAN once it starts)) + clipping +
+the AdamW steps + the lr schedules, with the data loader feeding it (ISR: the Real-ESRGAN degradation runs per
+sample in its --workers processes). Median over --steps after --warmup steps; "data wait" is the time the step
+waited for its batch (the Trainer's ``data_wait`` log).
 
-    python benchmarks/train_isr.py --size full                    # GPU: batch 2, 512x512 crops, bf16
-    python benchmarks/train_isr.py --size tiny --device cpu       # tiny widths, 64x64 crops: runs anywhere
+    python benchmarks/train_isr.py --size full --workers 8                # GPU: ISR, batch 2, 512x512 crops, bf16
+    python benchmarks/train_isr.py --size full --stage vae_stage1 --batch 32 --workers 8   # GPU: VAE stage 1
+    python benchmarks/train_isr.py --size tiny --device cpu               # tiny widths, 64x64 crops: runs anywhere
 
 The random SD 2.1 folder, VAE-D4 and HR images are written once under --work (full: about 3 GB) and reused.
 """
@@ -59,40 +63,58 @@ def write_inputs(work: Path, size: str) -> tuple[Path, Path, Path]:
     return sd, vae, hr
 
 
-def measure(args, sd: Path, vae: Path, hr: Path, runs: Path) -> tuple[list[float], str, int]:
+def make_stage(args, sd: Path, vae: Path, hr: Path, runs: Path):
+    """The stage users train, from its paper-scale config with random weights and the benchmark's batch."""
     from tvt.config import load_config
-    from tvt.train.core import Trainer
-    from tvt.train.isr import ISRConfig, ISRStage
 
     crop, extra = SIZES[args.size]
-    cfg = load_config(ISRConfig, [
-        "--config", str(ROOT / "configs" / "isr.yaml"), f"sd_model={sd}", f"vae_d4={vae}", f"data.sources=[{hr}]",
-        "data.resize_sources=[]", f"data.crop_size={crop}", "data.val_hr=null", "data.val_lr=null",
-        "prompt.extractor=fixed", "inference_prompt.extractor=fixed", "loss.lpips_backbone=random",
-        f"train.batch_size={args.batch}", "train.grad_accum=1", f"train.mixed_precision={PRECISION[args.dtype]}",
-        f"train.cpu={args.device == 'cpu'}", f"train.output_dir={runs}", "train.tracker=none", "train.num_workers=0",
-        "train.val_every=0", "train.export=false", *extra])
-    trainer = Trainer(ISRStage(cfg))
+    common = [f"data.sources=[{hr}]", f"data.crop_size={crop}", "loss.lpips_backbone=random",
+              f"train.batch_size={args.batch}", "train.grad_accum=1", f"train.mixed_precision={PRECISION[args.dtype]}",
+              f"train.cpu={args.device == 'cpu'}", f"train.output_dir={runs}", "train.tracker=none",
+              f"train.num_workers={args.workers}", "train.val_every=0", "train.export=false", "train.scale_lr=false"]
+    if args.stage == "vae_stage1":
+        from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
+
+        vae_kwargs = [] if args.size == "full" else ["vae_kwargs={block_out_channels: [16, 32, 32], norm_num_groups: 8}"]
+        return VAETransferStage(load_config(VAETransferConfig, [
+            "--config", str(ROOT / "configs" / "vae_stage1.yaml"), f"sd_model={sd}", "data.val_dir=null",
+            *vae_kwargs, *common]))
+    from tvt.train.isr import ISRConfig, ISRStage
+
+    return ISRStage(load_config(ISRConfig, [
+        "--config", str(ROOT / "configs" / "isr.yaml"), f"sd_model={sd}", f"vae_d4={vae}", "data.resize_sources=[]",
+        "data.val_hr=null", "data.val_lr=null", "prompt.extractor=fixed", "inference_prompt.extractor=fixed",
+        f"frozen_dtype={args.frozen_dtype}", *common, *extra]))
+
+
+def measure(args, sd: Path, vae: Path, hr: Path, runs: Path) -> dict:
+    from tvt.train.core import Trainer, memory_by_category
+
+    trainer = Trainer(make_stage(args, sd, vae, hr, runs))
     batches = trainer.start()
     cuda = trainer.accelerator.device.type == "cuda"
-    times = []
+    times, waits = [], []
     for i in range(args.warmup + args.steps):
         if cuda and i == args.warmup:
             torch.cuda.reset_peak_memory_stats()  # from here: weights + optimizer states + one step's activations
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        trainer.optimizer_step(batches)
+        logs = trainer.optimizer_step(batches)
         if cuda:
             torch.cuda.synchronize()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
-    trainable = sum(p.numel() for opt in trainer.stage.optimizers for g in opt.param_groups for p in g["params"])
+            waits.append(logs["data_wait"] if logs else float("nan"))
+    stage = trainer.stage
+    trainable = sum(p.numel() for opt in stage.optimizers for g in opt.param_groups for p in g["params"])
+    modules = stage.frozen_modules() if hasattr(stage, "frozen_modules") else stage.trainable_modules()
+    parts = memory_by_category([trainer.accelerator.unwrap_model(m) for m in modules], stage.optimizers)
     if cuda:
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (torch.cuda.max_memory_allocated)"
     else:
         memory = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (peak RSS of the process)"
-    return times, memory, trainable
+    return {"times": times, "waits": waits, "memory": memory, "trainable": trainable, "parts": parts}
 
 
 def machine(device: str) -> str:
@@ -108,15 +130,19 @@ def machine(device: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=["isr", "vae_stage1"], default="isr")
     ap.add_argument("--size", choices=sorted(SIZES), default="full")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on cuda, fp32 on cpu")
-    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=2, help="per-process micro-batch (the paper: ISR 2, VAE 32)")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (train.num_workers)")
+    ap.add_argument("--frozen_dtype", choices=["compute", "fp32"], default="compute", help="ISR: frozen weights' dtype")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--work", default="runs/benchmark_train_isr", help="where the random models are kept")
-    ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "train_isr.md"))
+    ap.add_argument("--output", default=None, help="default: benchmarks/results/train_<stage>.md")
     args = ap.parse_args()
+    args.output = args.output or str(ROOT / "benchmarks" / "results" / f"train_{args.stage}.md")
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     load_before = os.getloadavg()[0]
     command = "python benchmarks/train_isr.py " + " ".join(sys.argv[1:])
@@ -124,30 +150,40 @@ def main() -> None:
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         sd, vae, hr = pool.submit(write_inputs, Path(args.work), args.size).result()
     with tempfile.TemporaryDirectory() as runs:
-        times, memory, trainable = measure(args, sd, vae, hr, Path(runs))
+        res = measure(args, sd, vae, hr, Path(runs))
+    times, waits, parts = res["times"], res["waits"], res["parts"]
     crop = SIZES[args.size][0]
     weights = ("SD 2.1-base's shapes (`tvt.testing.make_random_sd`) and a full-size VAE-D4" if args.size == "full" else
                "SD 2.1-base's layout at tiny widths (`tvt.testing.make_random_sd(size='tiny')`) and a tiny VAE-D4")
-    setting = f"{args.size}: {crop}x{crop}, batch {args.batch}, {args.dtype}"
+    setting = f"{args.size}: {crop}x{crop}, batch {args.batch}, {args.dtype}, {args.workers} workers"
     timing = f"{statistics.median(times):.3f} s ({min(times):.3f} s)"
-    rows = [f"| {setting} | {machine(args.device)} | {timing} | {memory} |"]
+    wait = statistics.median(waits)
+    gib = {k: v / 2**30 for k, v in parts.items()}
+    held = (f"trainable {gib['trainable']:.2f} + gradients {gib['gradients']:.2f} + optimizer {gib['optimizer_state']:.2f}"
+            f" + frozen {gib['frozen']:.2f} (" + ", ".join(f"{k[7:]} {v:.2f}" for k, v in gib.items() if k.startswith("frozen_"))
+            + ") GiB")
+    rows = [f"| {setting} | {machine(args.device)} | {timing} | {wait:.3f} s ({wait / statistics.median(times):.1%}) "
+            f"| {res['memory']}; {held} |"]
     if args.device == "cpu":
-        rows.insert(0, f"| full: 512x512, batch {args.batch}, bf16 | GPU | not measured: no GPU on this machine | "
+        full = "512x512, batch 2, bf16" if args.stage == "isr" else "512x512, batch 32, bf16"
+        rows.insert(0, f"| full: {full} | GPU | not measured: no GPU on this machine | not measured | "
                        "not measured: no GPU on this machine |")
-    text = f"""# One ISR training step (`benchmarks/train_isr.py`)
+    what = ("configs/isr.yaml (gradient checkpointing, CE-UNet LoRA rank 4 + replicated levels, VSD on 2x2 latent "
+            f"patches, cfg 7.5; frozen weights: frozen_dtype={args.frozen_dtype})" if args.stage == "isr" else
+            "configs/vae_stage1.yaml (the D4 decoder under the frozen D8 encoder; L1 + LPIPS, GAN from step 50001)")
+    text = f"""# One training step: {args.stage} (`benchmarks/train_isr.py`)
 
 Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})
 
 {TIMED}
 
-Config: configs/isr.yaml (gradient checkpointing, CE-UNet LoRA rank 4 + replicated levels: {trainable / 1e6:.2f}M
-trainable parameters in both optimizers, VSD on 2x2 latent patches, cfg 7.5), except: random weights, {weights};
-`prompt.extractor=fixed` (the RAM tagger of the official recipe needs its weights: its time is not included); LPIPS
-on a random VGG (same cost as the pretrained one); random-noise HR images, loaded in the main process; one
-micro-batch per optimizer step (the official recipe accumulates 2).
+Config: {what}: {res['trainable'] / 1e6:.2f}M trainable parameters in its optimizers; except: random weights,
+{weights}; `prompt.extractor=fixed` (the RAM tagger of the official recipe needs its weights: its time is not
+included); LPIPS on a random VGG (same cost as the pretrained one); random-noise HR images; one micro-batch per
+optimizer step (the official ISR recipe accumulates 2).
 
-| setting | machine; torch {torch.__version__} | step time: median (min), {args.steps} after {args.warmup} | peak memory |
-|---|---|---|---|
+| setting | machine; torch {torch.__version__} | step time: median (min), {args.steps} after {args.warmup} | data wait: median (share of the step) | peak memory; parameters and optimizer state held |
+|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
     if args.device == "cpu" and load_before > 0.5 * os.cpu_count():
         text += (f"\nOther jobs shared the CPU (load average {load_before:.1f} on {os.cpu_count()} cores before the run): "

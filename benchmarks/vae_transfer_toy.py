@@ -24,15 +24,13 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
 TINY = ROOT / "configs" / "tiny"
 READING = "## Reading"
 
 
 def _train(yaml: str, overrides: list, log_file: str, threads: int) -> tuple[str, float, float]:
-    """One training run in a worker process (the Trainer + config loader, as tvt.demo._stage_run).
+    """One training run in a worker process (the Trainer + config loader, as scripts/toy.py's run_stage).
 
     Returns its run folder, wall seconds and CPU seconds (the CPU time does not grow when other jobs share the cores)."""
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -75,7 +73,7 @@ def _inversion(decoder, z8, x, steps: int, inits: dict) -> dict:
     """Optimise a latent through a frozen decoder (Adam, L1 summed / B, as stage 2's loss) from several inits."""
     import torch
 
-    from tvt.train.vae_eval import psnr_y
+    from tvt.metrics.image import psnr_y
 
     def score(z):
         with torch.no_grad():
@@ -96,6 +94,8 @@ def _inversion(decoder, z8, x, steps: int, inits: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    from tvt.data.catalog import paired_dirs
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher-steps", type=int, default=2000, help="tiny VAE-D8 teacher steps")
     ap.add_argument("--steps", type=int, default=1500, help="steps of TVT stage 1 and of stage 2 (each)")
@@ -118,7 +118,9 @@ def main(argv=None) -> int:
     (args.work / "logs").mkdir(parents=True)
     sd = args.work / "tiny_sd"  # an SD-shaped folder whose vae/ is the trained teacher (all load_vae_d8 needs)
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
-    common = [f"data.sources=[{SHARED / 'DRealSR' / 'HR'}]", f"data.crop_size={args.crop}",
+    _, train_hr, _ = paired_dirs("DRealSR")  # trained on; RealSR is held out (the data root: TVT_DATA)
+    _, test_hr, _ = paired_dirs("RealSR")
+    common = [f"data.sources=[{train_hr}]", f"data.crop_size={args.crop}",
               f"train.output_dir={args.work / 'runs'}", "train.tracker=none", f"train.batch_size={args.batch}",
               f"loss.lpips_weight={args.lpips_weight}", "loss.lpips_backbone=random", "train.log_every=50",
               "train.ckpt_every=1000000", "train.keep_last=1"]
@@ -170,9 +172,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(os.cpu_count() or 2)
     from tvt.models.vae import AutoencoderKLD4, load_vae_d4, load_vae_d8
-    from tvt.train.vae_eval import evaluate_vae, latent_alignment, load_eval_images
+    from tvt.metrics.vae import evaluate_vae, latent_alignment, load_eval_images
 
-    images = load_eval_images(SHARED / "RealSR" / "HR", args.crop * 2, args.num)  # held out: never trained on
+    images = load_eval_images(test_hr, args.crop * 2, args.num)  # held out: never trained on
     d8 = load_vae_d8(sd).eval()
     rows = {"VAE-D8 (teacher)": evaluate_vae(d8, images)}
     names = {**{f"stage2_s{k}": f"TVT-D4 (stage 1 + 2), stage-2 encoder init seed {k}" for k in args.stage2_seeds},

@@ -5,7 +5,7 @@ Training stages 1 and 2, and the one-step CE-UNet on the DRealSR samples, then s
 samples and scores them against bicubic. With model= (an export or the official release) it runs that model.
 
     python scripts/demo.py                        # toy: about 8 minutes on a 2-core CPU
-    python scripts/demo.py model=runs/003-isr/export output_dir=demo_real
+    python scripts/demo.py model=latest:isr output_dir=demo_real
 """
 import shutil
 import sys
@@ -16,6 +16,7 @@ from typing import Optional
 
 from tvt.metrics.evaluate import evaluate_folders, write_results
 from tvt.pipeline import TVTPipeline, super_resolve_folder
+from tvt.train.core import resolve_run_path
 from tvt_scripts._cli import command
 from tvt_scripts.report import demo_report, vae_reconstructions
 from tvt_scripts.toy import ToySteps, train_toy
@@ -26,7 +27,7 @@ EXPECTED_MINUTES = 8  # the toy run on a 2-core CPU, measured (README)
 @dataclass
 class DemoConfig:
     output_dir: str = "demo_output"
-    model: Optional[str] = None  # a TVT export or the official release: run it instead of training the toy
+    model: Optional[str] = None  # a TVT export, latest:<run_name> or the official release: run it instead of the toy
     images: str = "${samples:RealSR}"  # held-out test pairs (HR/, LR/), never trained on
     metrics: list = field(default_factory=lambda: ["psnr", "ssim", "fsim"])
     crops: list = field(default_factory=lambda: ["Canon_004_LR4:256,160,128,128", "Nikon_010_LR4:192,192,128,128"])
@@ -41,7 +42,7 @@ def main(cfg: DemoConfig) -> int:
     shutil.rmtree(out, ignore_errors=True)
     work, images = out / "work", Path(cfg.images)
     toy = None if cfg.model else train_toy(work, cfg.toy)
-    model = cfg.model or str(toy.model)
+    model = resolve_run_path(cfg.model, "runs") if cfg.model else str(toy.model)
     summaries, sr_dirs = {}, {}
     for label, name in (("Bicubic", "bicubic"), ("TVT", model)):
         pipe = TVTPipeline.from_pretrained(name)

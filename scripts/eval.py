@@ -1,7 +1,7 @@
 """Evaluate SR images with the Table 2 protocol (pyiqa; PSNR/SSIM on Y of YCbCr), or super-resolve a dataset first.
 
     python scripts/eval.py --pred out/sr --gt data/RealSR/HR --metrics psnr,ssim,fsim --out eval/tvt-realsr
-    python scripts/eval.py --model runs/003-isr/export --dataset RealSR --out eval/tvt-realsr
+    python scripts/eval.py --model latest:isr --dataset RealSR --out eval/tvt-realsr     # the newest finished runs/NNN-isr
     python scripts/eval.py --model bicubic --dataset DRealSR --out eval/bicubic-drealsr
     python scripts/eval.py --model runs/003-isr/export --dataset RealSR --out eval/tvt-realsr --device cuda \
         --dtype bf16 --batch_size 8 --compile --channels_last     # the fast path, as scripts/infer.py
@@ -20,6 +20,7 @@ from omegaconf import MISSING
 from tvt.data.catalog import paired_dirs
 from tvt.errors import InputError
 from tvt.metrics.evaluate import evaluate_folders, write_results
+from tvt.train.core import resolve_run_path
 from tvt_scripts._cli import command
 
 
@@ -28,7 +29,8 @@ class EvalConfig:
     out: str = MISSING  # output folder (required)
     pred: Optional[str] = None  # folder of SR images
     gt: Optional[str] = None  # folder of GT images (full-reference metrics)
-    model: Optional[str] = None  # bicubic, an export folder or the official release: super-resolve --dataset first
+    model: Optional[str] = None  # bicubic, an export folder, latest:<run_name> or the official release: super-resolve --dataset first
+    runs: str = "runs"  # where latest:<run_name> looks
     dataset: Optional[str] = None  # RealSR | DRealSR | DIV2K-val, under the data root
     data_root: Optional[str] = None  # folder holding the datasets (default: TVT_DATA, else data/ of the checkout)
     metrics: Optional[str] = None  # comma list (default: Table 2's; no-reference ones only without gt)
@@ -54,7 +56,7 @@ def main(cfg: EvalConfig) -> int:
         from tvt.pipeline import TVTPipeline, enable_fast_options, super_resolve_folder
 
         lr_dir, hr_dir, scale = paired_dirs(cfg.dataset, cfg.data_root)
-        pipe = TVTPipeline.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype)
+        pipe = TVTPipeline.from_pretrained(resolve_run_path(cfg.model, cfg.runs), device=cfg.device, dtype=cfg.dtype)
         enable_fast_options(pipe, cfg.compile, cfg.compile_mode, cfg.channels_last, cfg.bounded_tiles)
         pred = super_resolve_folder(pipe, lr_dir, Path(cfg.out) / "images", upscale=scale, progress=cfg.progress,
                                     batch_size=cfg.batch_size).folder

@@ -16,6 +16,7 @@ import torch
 from omegaconf import MISSING
 
 from tvt.pipeline import COMPILE_MODES, DTYPES, TVTPipeline, check_upscale, enable_fast_options, super_resolve_folder
+from tvt.train.core import resolve_run_path
 from tvt_scripts._cli import command
 
 CHOICES = {"color_fix": ("adain", "wavelet", "none"), "prompt_extractor": ("auto", "none"), "dtype": tuple(DTYPES),
@@ -27,7 +28,8 @@ ALIASES = {"-i": "input", "-o": "output", "--align_method": "color_fix", "--alig
 class InferConfig:
     input: str = MISSING  # image file, folder or glob (-i, required)
     output: str = MISSING  # output folder (-o, required)
-    model: str = MISSING  # export folder, official release, SD 2.1-base folder/hub id (untrained), bicubic (required)
+    model: str = MISSING  # export folder, latest:<run_name>, official release, SD 2.1-base (untrained), bicubic (required)
+    runs: str = "runs"  # where latest:<run_name> looks
     base_model: Optional[str] = None  # SD 2.1-base folder/hub id (overrides the export's)
     vae_d4: Optional[str] = None  # VAE-D4 folder, only with an SD 2.1-base folder as --model
     upscale: float = 4.0  # output = input x upscale, 1 to 4 (the model restores bicubic x4 inputs)
@@ -59,7 +61,8 @@ class InferConfig:
 
 @command(InferConfig, aliases=ALIASES)
 def main(cfg: InferConfig) -> int:
-    pipe = TVTPipeline.from_pretrained(cfg.model, device=cfg.device, dtype=cfg.dtype, base_model=cfg.base_model,
+    model = resolve_run_path(cfg.model, cfg.runs)  # latest:<run_name> -> that run's export
+    pipe = TVTPipeline.from_pretrained(model, device=cfg.device, dtype=cfg.dtype, base_model=cfg.base_model,
                                        vae_d4=cfg.vae_d4, ram_weights=cfg.ram_weights, dape_weights=cfg.dape_weights,
                                        prompt_extractor=None if cfg.prompt_extractor == "none" else "auto",
                                        process_size=cfg.process_size)

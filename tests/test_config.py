@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,44 @@ def test_help_lists_every_key_with_type_default_and_comment():
     text = str(info.value)
     assert text.startswith("usage: infer") and "Super-resolve." in text and "-i = --input" in text
     assert "input" in text and "an image or folder" in text and "train.lr" in text and "(float, 0.0001)" in text
+
+
+def test_tiny_configs_name_their_inputs_by_stage_and_say_what_makes_the_tiny_sd(tmp_path, monkeypatch):
+    """Every tiny config loads; its inputs are runs/tiny_sd and latest:<stage>, and a fresh folder gets one line
+    saying which command makes the tiny SD folder (not a hint to download SD 2.1)."""
+    from tvt.models.loading import MissingWeightsError
+    from tvt.train.isr import ISRConfig, ISRStage
+    from tvt.train.vae_transfer import VAETransferConfig
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+    cfgs = {name: load_config(schema, tiny / f"{name}.yaml") for name, schema in
+            (("vae_teacher", VAETransferConfig), ("vae_stage1", VAETransferConfig), ("vae_stage2", VAETransferConfig),
+             ("isr", ISRConfig))}
+    assert cfgs["vae_stage2"].decoder_from == "latest:tiny_vae_stage1" and cfgs["isr"].vae_d4 == "latest:tiny_vae_stage2"
+    assert {cfgs[n].sd_model for n in ("vae_stage1", "vae_stage2", "isr")} == {"./runs/tiny_sd"}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingWeightsError, match=r"runs/tiny_sd.*python scripts/toy\.py"):
+        ISRStage(cfgs["isr"]).setup(_NoAccelerator())
+
+
+class _NoAccelerator:
+    device = "cpu"
+    mixed_precision = "no"
+
+
+def test_every_script_is_a_console_command_and_answers_help(capsys):
+    """pyproject's [project.scripts] lists every command of scripts/ (tvt-<name>), each resolves to its main, and
+    --help prints the command's keys and exits 0."""
+    import importlib
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    entries = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    commands = sorted(p.stem for p in (root / "scripts").glob("*.py")
+                      if not p.stem.startswith("_") and "\ndef main(" in p.read_text())
+    assert entries == {f"tvt-{c.replace('_', '-')}": f"tvt_scripts.{c}:main" for c in commands}
+    for name, target in entries.items():
+        module, _, fn = target.partition(":")
+        main = getattr(importlib.import_module(module), fn)
+        assert main(["--help"]) == 0, name
+        assert "--" in capsys.readouterr().out, name

@@ -60,6 +60,20 @@ def test_cli_folder_outputs_names_and_failures(tiny_export, lr_folder, tmp_path,
     assert "done 3, skipped 0, failed 0" in capsys.readouterr().out
 
 
+def test_cli_model_latest_run(tiny_export, lr_folder, tmp_path, capsys):
+    """--model latest:<run_name>: the export of the newest finished runs/NNN-<run_name>; none is one clear line."""
+    import shutil
+
+    folder, stems = lr_folder
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_export, runs / "000-isr" / "export")
+    (runs / "001-isr").mkdir()  # an unfinished run: no export, not taken
+    assert cli.main(["-i", str(folder), "-o", str(tmp_path / "o"), "--model", "latest:isr", "--runs", str(runs), *FAST]) == 0
+    assert sorted(p.stem for p in (tmp_path / "o").glob("*.png")) == sorted(stems)
+    assert cli.main(["-i", str(folder), "-o", str(tmp_path / "o2"), "--model", "latest:vae_stage2", "--runs", str(runs)]) == 2
+    assert "latest:vae_stage2: no finished run 'vae_stage2'" in capsys.readouterr().err
+
+
 def test_cli_bicubic_single_file(lr_folder, tmp_path):
     folder, stems = lr_folder
     rc = cli.main(["-i", str(folder / f"{stems[0]}.png"), "-o", str(tmp_path / "o"), "--model", "bicubic", "--upscale", "2"])

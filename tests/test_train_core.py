@@ -25,7 +25,7 @@ def hr_dir(tmp_path_factory, drealsr):
 
 
 def tiny_cfg(out: Path, hr_dir, overrides=()):
-    base = ["mode=teacher", f"data.sources=[{hr_dir}]", "data.crop_size=32", "loss.lpips_weight=0.0",
+    base = ["mode=scratch", "variant=d8", f"data.sources=[{hr_dir}]", "data.crop_size=32", "loss.lpips_weight=0.0",
             "loss.disc_weight=0.0", "train.batch_size=2", "train.lr=1e-3", "train.log_every=1",
             f"train.output_dir={out / 'runs'}", "train.run_name=t", "train.tracker=none",
             "vae_kwargs={block_out_channels: [8, 8, 8, 8], norm_num_groups: 4, layers_per_block: 1}"]

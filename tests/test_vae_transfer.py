@@ -1,6 +1,7 @@
 """Transfer VAE Training on tiny models: LDM's conventions (lr scaling, summed loss, posterior sampling, adaptive GAN
 weight), who learns in which stage, the VAE-D8 teacher variant, and the evaluation helpers."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from tvt.config import load_config
 from tvt.losses.vae_loss import ReconstructionLoss, VAEGANLoss, adaptive_weight, kl_loss
 from tvt.models.vae import build_vae_d4, load_vae_d4, load_vae_d8
 from tvt.train.core import TrainConfig, Trainer, effective_lr
-from tvt.train.vae_eval import latent_alignment, latent_linear_r2, main as eval_vae_main, psnr_y, rgb_to_y
+from tvt.metrics.image import psnr_y, rgb_to_y
+from tvt.metrics.vae import latent_alignment, latent_linear_r2
+from tvt_scripts.eval_vae import main as eval_vae_main
 from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
 D4_KWARGS = "vae_kwargs={block_out_channels: [16, 32, 32], norm_num_groups: 8}"
@@ -250,7 +253,22 @@ def test_eval_vae_cli(tmp_path, hr_dir, tiny_sd, tiny_vae_d4, capsys):
     out = tmp_path / "r.json"
     assert eval_vae_main(["--vae", f"tvt={tiny_vae_d4}", "--data", str(hr_dir), "--d8", str(tiny_sd), "--crop", "32",
                           "--num", "2", "--lpips-backbone", "random", "--json", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
     rows = json.loads(out.read_text())
     assert set(rows) == {"vae_d8", "tvt"}
     assert {"psnr_y", "ssim_y", "lpips", "rel_l2", "cosine"} <= set(rows["tvt"])
     assert "rel_l2" not in rows["vae_d8"]
+
+
+def test_eval_vae_cli_finds_latest_runs_and_refuses_bad_input(tmp_path, hr_dir, tiny_vae_d4, capsys):
+    for n in ("000", "001"):
+        shutil.copytree(tiny_vae_d4, tmp_path / "runs" / f"{n}-vae_stage2" / "export")
+    out = tmp_path / "r.json"
+    assert eval_vae_main(["--vae", "latest:vae_stage2", "--vae", f"mine={tiny_vae_d4}", f"data={hr_dir}", "crop=32",
+                          "num=1", "lpips_backbone=random", f"runs={tmp_path / 'runs'}", f"json={out}"]) == 0
+    assert set(json.loads(out.read_text())) == {"001-vae_stage2", "mine"}  # the newest finished run
+    assert eval_vae_main(["--vae", str(tiny_vae_d4), f"data={tmp_path / 'nowhere'}"]) == 2
+    assert eval_vae_main(["--vae", str(tiny_vae_d4), f"data={hr_dir}", "crop=4096"]) == 2
+    assert eval_vae_main([f"data={hr_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "smaller than the crop 4096" in err and "--vae" in err

@@ -53,7 +53,8 @@ def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = N
     local = Path(path_or_hub_id).expanduser()
     if looks_local(path_or_hub_id):
         if not local.exists():
-            raise MissingWeightsError(f"{what}: no folder at {local} (expected a diffusers model folder)")
+            hint = "; the toy runs' tiny SD folder is made by `python scripts/toy.py`" if local.name == "tiny_sd" else ""
+            raise MissingWeightsError(f"{what}: no folder at {local} (expected a diffusers model folder){hint}")
         folder = local / subfolder if subfolder else local
         if not folder.is_dir():
             raise MissingWeightsError(f"{what}: folder {folder} does not exist (expected a diffusers model folder)")

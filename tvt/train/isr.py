@@ -250,7 +250,7 @@ class ISRStage(Stage):
         if not (self.cfg.data.val_hr and self.cfg.data.val_lr):
             return {}
         from ..data.datasets import PairedImageDataset
-        from .vae_eval import psnr_y
+        from ..metrics.image import psnr_y
 
         ds = PairedImageDataset(self.cfg.data.val_hr, self.cfg.data.val_lr)
         items = [ds[i] for i in range(min(len(ds), self.cfg.data.num_val))]

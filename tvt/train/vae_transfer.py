@@ -5,7 +5,6 @@
     mode=scratch  a whole VAE from scratch, LDM's recipe: T1 of Table 6 (variant d4), or a VAE-D8
                   (variant d8: SD's layout, the toy runs' stand-in for SD's VAE);  L1 + LPIPS + KL + PatchGAN
     mode=align    T2 (Table 6): T1 plus an L2 loss pulling the D4 latent onto the D8 latent of up2(x)
-    mode=teacher  alias of mode=scratch variant=d8 (kept for the training-core tests)
 
 The official VAE-D4 was trained with latent-diffusion's code, so every stage follows LDM (``AutoencoderKL`` +
 ``LPIPSWithDiscriminator``, kl-f8 config); each convention is a config key whose default is LDM's:
@@ -35,14 +34,14 @@ from .core import Stage, TrainConfig, make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-MODES = ("stage1", "stage2", "scratch", "align", "teacher")
+MODES = ("stage1", "stage2", "scratch", "align")
 D8_VARIANT = "d8"  # SD 2.1's VAE-D8 layout (4 stages 128/256/512/512 + mid block), a diffusers AutoencoderKL
 VARIANTS = (*VAE_VARIANTS, D8_VARIANT)
 
 
 @dataclass
 class VAEDataConfig:
-    sources: list = field(default_factory=lambda: ["../shared/benchmarks/DRealSR/HR"])
+    sources: list = field(default_factory=list)  # HR image folders or file lists (configs name them under ${data:})
     crop_size: int = 512
     val_dir: Optional[str] = None  # held-out HR images for validation during training
     num_val: int = 4
@@ -99,6 +98,7 @@ class VAETransferStage(Stage):
 
     Config = VAETransferConfig
     name = "vae"
+    run_inputs = ("decoder_from",)
 
     def setup(self, accelerator) -> None:
         cfg = self.cfg
@@ -108,9 +108,9 @@ class VAETransferStage(Stage):
             raise ConfigError(f"d8_latent must be 'mode' or 'sample', got '{cfg.d8_latent}'")
         if cfg.loss.reduction not in REDUCTIONS:
             raise ConfigError(f"loss.reduction must be one of {REDUCTIONS}, got '{cfg.loss.reduction}'")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"variant must be one of {VARIANTS}, got '{self.variant}'")
-        if self.variant == D8_VARIANT and cfg.mode != "scratch" and cfg.mode != "teacher":
+        if cfg.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {VARIANTS}, got '{cfg.variant}'")
+        if cfg.variant == D8_VARIANT and cfg.mode != "scratch":
             raise ConfigError("variant=d8 (a VAE-D8) is only trained with mode=scratch")
         self.name = f"vae_{cfg.mode}"
         device = accelerator.device
@@ -146,17 +146,13 @@ class VAETransferStage(Stage):
         self.train_dataset = _hr_dataset(cfg.data.sources, cfg.data.crop_size, cfg.train.seed)
         self._val_images = None
 
-    @property
-    def variant(self) -> str:
-        return D8_VARIANT if self.cfg.mode == "teacher" else self.cfg.variant
-
     def _build_vae(self) -> nn.Module:
         cfg = self.cfg
-        if self.variant == D8_VARIANT:
+        if cfg.variant == D8_VARIANT:
             from diffusers import AutoencoderKL
 
             return AutoencoderKL(**{**SD21_VAE_CONFIG, **cfg.vae_kwargs})
-        vae = build_vae_d4(self.variant, **cfg.vae_kwargs)
+        vae = build_vae_d4(cfg.variant, **cfg.vae_kwargs)
         if cfg.mode == "stage2":
             if not cfg.decoder_from:
                 raise ConfigError("mode=stage2 needs decoder_from=<stage-1 export folder>")
@@ -172,7 +168,7 @@ class VAETransferStage(Stage):
 
     def _freeze_for_mode(self) -> None:
         mode, vae = self.cfg.mode, self.vae
-        vae.requires_grad_(mode in ("scratch", "align", "teacher"))
+        vae.requires_grad_(mode in ("scratch", "align"))
         if mode == "stage1":  # the D4 decoder learns; its encoder is untouched until stage 2
             vae.decoder.requires_grad_(True)
             vae.post_quant_conv.requires_grad_(True)
@@ -230,7 +226,7 @@ class VAETransferStage(Stage):
         if not self.cfg.data.val_dir:
             return {}
         from ..io import list_images, pil_to_tensor, read_image
-        from .vae_eval import psnr_y
+        from ..metrics.image import psnr_y
 
         if self._val_images is None:
             files = list_images(self.cfg.data.val_dir)[: self.cfg.data.num_val]
@@ -263,4 +259,6 @@ def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 def _hr_dataset(sources, crop_size: int, seed: int):
     from ..data.datasets import HRImageDataset
 
+    if not sources:
+        raise ConfigError("data.sources is empty: give HR image folders or file lists, e.g. data.sources=[${data:DIV2K/HR}]")
     return HRImageDataset(list(sources), crop_size=crop_size, seed=seed)

@@ -11,28 +11,15 @@ Cross-decoding (our addition, what the SD UNet actually relies on, Sec. 3.1):
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..io import list_images, pil_to_tensor, read_image
-
-log = logging.getLogger(__name__)
-
-
-def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of RGB in [0, 1] -> (B, 1, H, W) in [16/255, 235/255] (the PSNR-Y convention)."""
-    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
-    return (16.0 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0
-
-
-def psnr_y(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR on Y of YCbCr, no border crop; inputs (B, 3, H, W) in [0, 1]."""
-    mse = (rgb_to_y(pred.clamp(0, 1)) - rgb_to_y(gt.clamp(0, 1))).pow(2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
-
+from ..models.sd21 import downscale_factor
+from .image import psnr_y
 
 def latent_alignment(z4: torch.Tensor, z8: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image relative L2 and cosine similarity of two (B, 4, h, w) latents."""
@@ -53,13 +40,13 @@ def load_eval_images(data: str | Path, crop: int, num: int | None = None) -> tor
     """Center crops (N, 3, crop, crop) in [0, 1] of the first ``num`` images of a folder."""
     files = list_images(data)[:num] if num else list_images(data)
     if not files:
-        raise FileNotFoundError(f"no images in {data}")
+        raise InputError(f"no images in {data}")
     out = []
     for f in files:
         x = pil_to_tensor(read_image(f))
         h, w = x.shape[-2:]
         if min(h, w) < crop:
-            raise ValueError(f"{f}: {w}x{h} is smaller than the crop {crop}")
+            raise InputError(f"{f}: {w}x{h} is smaller than the crop {crop}")
         t, l = (h - crop) // 2, (w - crop) // 2
         out.append(x[:, t:t + crop, l:l + crop])
     return torch.stack(out)
@@ -72,7 +59,7 @@ def evaluate_vae(vae, images: torch.Tensor, vae_d8=None, lpips=None, ssim=None, 
     res: dict[str, list] = {k: [] for k in ("psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "psnr_y_d4dec_z8",
                                              "psnr_y_d8dec_z4", "psnr_y_d8dec_z8")}
     z4s, z8s = [], []
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = downscale_factor(vae.config)
     for i in range(0, len(images), batch_size):
         gt = images[i:i + batch_size].to(device)
         x = gt * 2 - 1
@@ -110,47 +97,3 @@ def make_ssim_y():
     import pyiqa
 
     return pyiqa.create_metric("ssim", test_y_channel=True, color_space="ycbcr", device="cpu", as_loss=False)
-
-
-def main(argv=None) -> int:
-    import argparse
-    import json
-
-    from ..losses.perceptual import LPIPSLoss
-    from ..models.loading import MissingWeightsError
-    from ..models.vae import load_vae_d4, load_vae_d8
-
-    ap = argparse.ArgumentParser(description="Reconstruction and latent alignment of VAEs (Table 1 protocol).")
-    ap.add_argument("--vae", nargs="+", required=True, help="VAE-D4 folders (NAME=PATH to name a column)")
-    ap.add_argument("--data", required=True, help="folder of HR images")
-    ap.add_argument("--d8", help="SD 2.1 folder or hub id: adds VAE-D8 as a row and the alignment columns")
-    ap.add_argument("--crop", type=int, default=512)
-    ap.add_argument("--num", type=int, default=None, help="first N images only")
-    ap.add_argument("--lpips-backbone", default="pretrained", choices=["pretrained", "random"])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", type=Path, help="write the results as JSON")
-    args = ap.parse_args(argv)
-
-    images = load_eval_images(args.data, args.crop, args.num)
-    try:
-        lpips = LPIPSLoss("vgg", args.lpips_backbone).to(args.device)
-    except MissingWeightsError as err:
-        log.warning("LPIPS unavailable: %s", err)
-        lpips = None
-    ssim = make_ssim_y()
-    d8 = load_vae_d8(args.d8).to(args.device).eval() if args.d8 else None
-    rows = {}
-    if d8 is not None:
-        rows["vae_d8"] = evaluate_vae(d8, images, None, lpips, ssim)
-    for spec in args.vae:
-        name, _, path = spec.rpartition("=")
-        rows[name or Path(path).name] = evaluate_vae(load_vae_d4(path).to(args.device).eval(), images, d8, lpips, ssim)
-    cols = ["psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "lin_r2", "psnr_y_d4dec_z8", "psnr_y_d8dec_z4",
-            "psnr_y_d8dec_z8"]
-    print(f"{len(images)} images from {args.data}, {args.crop}x{args.crop} center crops; PSNR/SSIM on Y (BT.601)")
-    print(f"{'vae':<20}" + "".join(f"{c:>16}" for c in cols))
-    for name, r in rows.items():
-        print(f"{name:<20}" + "".join(f"{r[c]:>16.4f}" if c in r else f"{'-':>16}" for c in cols))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 0
