@@ -5,14 +5,15 @@
     TVT  VAE-D4 + CE-UNet          architecture=tvt
 
 Each one-step model is trained by configs/tiny/isr.yaml (L2 + LPIPS + VSD, t = 1, Real-ESRGAN degradation on DRealSR
-HR crops) for the same number of steps from the same seed, on the toy VAEs of scripts/toy.py (a tiny VAE-D8 teacher,
-TVT stages 1 and 2): pass their folder with --toy, or the script trains them first. Evaluation on held-out RealSR
+HR crops) for the same number of steps from the same seed, on the toy VAEs (a tiny VAE-D8 teacher, TVT stages 1 and
+2): by default the ones make demo starts from (data/samples/toy), or any folder of that layout (--vaes;
+`python scripts/toy.py ship=DIR` writes one). Evaluation on held-out RealSR
 pairs (never trained on; LR center crops, x4): PSNR-Y and SSIM-Y (pyiqa protocol) against bicubic, and the UNet's
 multiply-accumulates per image (tvt.flops, attention matmuls included) at the toy size and at 512x512 with SD 2.1's
 shapes (the paper's Table 7 FLOPs column). The UNet and text encoder are tiny and random: quality numbers check
 which layout learns faster from the same start, not the paper's values.
 
-    python benchmarks/ce_unet_toy.py --steps 600 [--toy runs_dir_of_scripts_toy] [--num 20 --lr-crop 64]
+    python benchmarks/ce_unet_toy.py --steps 300 [--vaes data/samples/toy] [--num 20 --lr-crop 64]
 """
 import argparse
 import json
@@ -58,8 +59,8 @@ def _paper_complexity() -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=600, help="ISR training steps of each architecture")
-    ap.add_argument("--toy", type=Path, help="a scripts/toy.py work folder (runs/tiny_sd + a tiny_vae_stage2 run)")
+    ap.add_argument("--steps", type=int, default=300, help="ISR training steps of each architecture")
+    ap.add_argument("--vaes", type=Path, default=None, help="toy VAEs folder (default: data/samples/toy)")
     ap.add_argument("--num", type=int, default=20, help="held-out RealSR pairs to evaluate")
     ap.add_argument("--lr-crop", type=int, default=64, help="LR center crop (outputs are 4x)")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "ce_unet_toy")
@@ -71,17 +72,13 @@ def main(argv=None) -> int:
     from tvt.data.catalog import paired_dirs
     from tvt.metrics.evaluate import evaluate_folders
     from tvt.pipeline import TVTPipeline, super_resolve_folder
-    from tvt.train.core import resolve_run_path
     from tvt.train.isr import ISRStage
-    from tvt_scripts.toy import TINY, ToySteps, loss_curve, run_stage, train_toy
+    from tvt_scripts.toy import SHIPPED_VAES, TINY, ToySteps, loss_curve, run_stage, train_toy
 
     t0 = time.time()
-    toy = args.toy or args.work / "toy"
-    if not (toy / "runs" / "tiny_sd").is_dir():
-        print(f"training the toy VAEs in {toy}", flush=True)
-        train_toy(toy, ToySteps(), isr=False)
-    sd = toy / "runs" / "tiny_sd"
-    vae_d4 = resolve_run_path("latest:tiny_vae_stage2", toy / "runs")
+    vaes = args.vaes or SHIPPED_VAES
+    toy = train_toy(args.work / "toy", ToySteps(), isr=False, vaes=vaes)  # the tiny SD folder with the toy teacher
+    sd, vae_d4 = toy.sd, toy.vae_d4
     lr_dir, hr_dir, scale = paired_dirs("RealSR")  # held out: the toy trains on DRealSR
     lr_eval, hr_eval = _crops(lr_dir, hr_dir, args.num, args.lr_crop, scale, args.work / "eval")
 
@@ -104,10 +101,9 @@ def main(argv=None) -> int:
     rows["bicubic"] = evaluate_folders(bic.folder, hr_eval, ["psnr", "ssim"], progress=False)["summary"]
     full = _paper_complexity()
 
-    def mean_l2(arch: str, first: bool) -> float:
-        c = curves[arch]
-        part = c[: max(len(c) // 5, 1)] if first else c[-max(len(c) // 5, 1):]
-        return sum(v for _, v in part) / len(part)
+    def late_l2(arch: str) -> float:  # every architecture sees the same batches: comparable across rows
+        c = curves[arch][len(curves[arch]) // 2:]
+        return sum(v for _, v in c) / len(c)
 
     lines = [
         "# Table 7 at toy scale: S1 vs S4 vs TVT (CE-UNet)",
@@ -117,20 +113,20 @@ def main(argv=None) -> int:
         (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
          f"no GPU, {args.threads} thread(s). Wall time {time.time() - t0:.0f} s."),
         "",
-        (f"Setup: configs/tiny/isr.yaml (L2 + LPIPS with a random VGG + VSD, t = 1, lr 1e-3, batch 2 of 64 px DRealSR HR "
-         f"crops, tiny degradation), {args.steps} steps per architecture from seed 0, on the toy VAEs of {toy} "
-         f"(VAE-D8 teacher in runs/tiny_sd/vae, VAE-D4 {vae_d4}). The tiny SD UNet and text encoder are random; the "
+        (f"Setup: configs/tiny/isr.yaml (L2 + LPIPS with a random VGG + VSD, t = 1, lr 1e-4, batch 2 of 64 px DRealSR HR "
+         f"crops, tiny degradation), {args.steps} steps per architecture from seed 0, on the toy VAEs of "
+         f"{'data/samples/toy' if vaes == SHIPPED_VAES else vaes} (VAE-D8 teacher, VAE-D4). The tiny SD UNet and text encoder are random; the "
          f"prompt is fixed. Evaluation: {len(list(lr_eval.iterdir()))} held-out RealSR pairs, {args.lr_crop}px LR "
          f"center crops, x{scale}; PSNR/SSIM on Y (pyiqa's protocol), process_size 0."),
         "",
-        "| setting | PSNR-Y (dB) | SSIM-Y | L2 first 20% -> last 20% of steps | train s | s/image (CPU) "
+        "| setting | PSNR-Y (dB) | SSIM-Y | training L2, mean of the 2nd half (same batches) | train s | s/image (CPU) "
         "| full size at 512^2: TMACs conv+linear (paper's FLOPs) + attention matmuls |",
         "|---|---|---|---|---|---|---|",
     ]
     paper = {"osediff": "2.27 T", "s4": "2.59 T", "tvt": "1.97 T"}
     for arch, name in ARCHS.items():
         r, m = rows[arch], full[arch]
-        lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {mean_l2(arch, True):.4f} -> {mean_l2(arch, False):.4f} "
+        lines.append(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {late_l2(arch):.4f} "
                      f"| {cost[arch]:.0f} | {r['s_per_image']:.2f} | {m.flops / 1e12:.2f} (paper {paper[arch]}) + "
                      f"{m.attention_flops / 1e12:.2f} |")
     lines.append(f"| bicubic | {rows['bicubic']['psnr']:.2f} | {rows['bicubic']['ssim']:.4f} | – | – | – | – |")

@@ -32,6 +32,8 @@ class DemoConfig:
     metrics: list = field(default_factory=lambda: ["psnr", "ssim", "fsim"])
     crops: list = field(default_factory=lambda: ["Canon_004_LR4:256,160,128,128", "Nikon_010_LR4:192,192,128,128"])
     toy: ToySteps = field(default_factory=ToySteps)
+    # the toy VAEs to start from (trained by scripts/toy.py, see its README there); null: train them live too
+    vaes: Optional[str] = "${samples:toy}"
 
 
 @command(DemoConfig)
@@ -41,7 +43,7 @@ def main(cfg: DemoConfig) -> int:
           f"; report in {out}", flush=True)
     shutil.rmtree(out, ignore_errors=True)
     work, images = out / "work", Path(cfg.images)
-    toy = None if cfg.model else train_toy(work, cfg.toy)
+    toy = None if cfg.model else train_toy(work, cfg.toy, vaes=Path(cfg.vaes) if cfg.vaes else None)
     model = resolve_run_path(cfg.model, "runs") if cfg.model else str(toy.model)
     summaries, sr_dirs = {}, {}
     for label, name in (("Bicubic", "bicubic"), ("TVT", model)):

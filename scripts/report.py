@@ -7,8 +7,18 @@ from pathlib import Path
 from tvt.io import atomic_path
 
 
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with tensorboard's bias correction: the trend of a noisy per-batch loss."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight ** i))
+    return out
+
+
 def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, title: str) -> Path:
-    """One PNG with one line per series (log-scale y when all values are positive)."""
+    """One PNG with one line per series, faint per logged batch and solid smoothed (``smooth``); log-scale y when
+    all values are positive."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +27,9 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: str | Path, ti
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     for name, pts in curves.items():
         if pts:
-            ax.plot([s for s, _ in pts], [v for _, v in pts], label=name, lw=1.2)
+            steps, values = [s for s, _ in pts], [v for _, v in pts]
+            line, = ax.plot(steps, values, lw=0.8, alpha=0.3)
+            ax.plot(steps, smooth(values), label=f"{name} (smoothed)", lw=1.5, color=line.get_color())
     if all(v > 0 for pts in curves.values() for _, v in pts):
         ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
@@ -59,12 +71,21 @@ def write_report(out_dir: str | Path, title: str, sections: list[tuple[str, str]
 # ---------------------------------------------------------------------------------------------
 # The demo's report
 # ---------------------------------------------------------------------------------------------
-TOY_NOTE = ("**This is a toy run.** Every model is tiny (VAE-D8 teacher 16/32/32/32 channels, VAE-D4 16/32/32, "
+def toy_note(toy) -> str:
+    """The report's first lines: what is toy, where the VAEs come from, where real numbers come from."""
+    vaes = (f"The VAEs (a tiny VAE-D8 teacher, then Transfer VAE Training stages 1 and 2) were trained beforehand with "
+            f"this repository's toy recipe on the DRealSR test HR images and ship with it (data/samples/{toy.vaes_from.name}/:"
+            f" its README has the command; their loss curves are below); this run trains the one-step CE-UNet on them."
+            if toy.vaes_from else
+            "This run trains every stage: the VAE-D8 teacher, Transfer VAE Training stages 1 and 2, the one-step CE-UNet.")
+    return ("**This is a toy run.** Every model is tiny (VAE-D8 teacher 16/32/32/32 channels, VAE-D4 16/32/32, "
             "CE-UNet 16/32/32/32/32) and the SD UNet, text encoder and LPIPS backbone it starts from are random: no "
-            "weights are needed. It trains every stage of the method for a few minutes on 12 DRealSR crops and tests "
-            "on RealSR samples it never saw. It shows the machinery working (losses fall, the VAEs reconstruct, the "
-            "one-step model keeps up with bicubic); it is not the paper's quality. Real runs: docs/reproduce.md "
-            "(paper, Table 2: TVT 25.81 dB PSNR-Y / 0.7596 SSIM-Y on the full RealSR set, bicubic 27.11 / 0.7555).")
+            f"weights are needed. {vaes} The one-step model trains on 12 DRealSR crops (data/samples) and is tested on "
+            "RealSR samples no stage ever saw. It shows the machinery working (losses fall, the VAEs reconstruct, the "
+            "one-step model tracks bicubic); it is not the paper's quality. Real runs: docs/reproduce.md (paper, Table "
+            "2: TVT 25.81 dB PSNR-Y / 0.7596 SSIM-Y on the full RealSR set, bicubic 27.11 / 0.7555).")
+
+
 CURVES = {"VAE-D8 teacher (toy)": ("teacher", ["l1"]), "Stage 1: VAE-D4 decoder": ("stage1", ["l1"]),
           "Stage 2: VAE-D4 encoder": ("stage2", ["l1"]), "One-step ISR": ("isr", ["l2", "lpips"])}
 
@@ -100,7 +121,7 @@ def demo_report(out: Path, summaries: dict, vae_rows: dict, toy, sr_dirs: dict, 
     from tvt.metrics.tables import crop_figure, table_markdown
 
     n = summaries["Bicubic"]["num_images"]
-    sections = [("What this is", TOY_NOTE if toy else "The model given to the demo, on the bundled RealSR samples.")]
+    sections = [("What this is", toy_note(toy) if toy else "The model given to the demo, on the bundled RealSR samples.")]
     sections.append((f"RealSR samples, x4 ({n} images, never trained on)", table_markdown(summaries, list(summaries["TVT"]["protocol"]))
                      + "\n\nPSNR/SSIM on the Y channel of YCbCr (BT.601), no border crop (pyiqa): the paper's Table 2 protocol."))
     if vae_rows:

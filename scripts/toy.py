@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Optional
 
 from tvt.config import load_config
+from tvt.data.catalog import samples_root
+from tvt.errors import ConfigError, InputError
+from tvt.io import atomic_dir
 from tvt.testing import make_tiny_sd
 from tvt.train.core import Trainer
 from tvt.train.isr import ISRStage
@@ -31,6 +34,19 @@ from tvt.train.vae_transfer import VAETransferStage
 from tvt_scripts._cli import command
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+VAE_STAGES = ("teacher", "stage1", "stage2")
+SHIPPED_VAES = samples_root() / "toy"  # the toy VAEs bundled with the repository (make demo starts from them)
+SHIPPED_README = """# Toy VAEs (trained, tiny)
+
+The toy VAE-D8 teacher (`vae_d8/`, SD's VAE-D8 layout at 16/32/32/32 channels) and the VAE-D4 of Transfer VAE
+Training (`vae_d4/`, 16/32/32; stage 1 on the teacher's latents, then stage 2) that `make demo` starts from, with
+each run's loss log (`runs/<stage>/metrics.jsonl`). Made by:
+
+    {command}
+
+on the DRealSR test HR images (RealSR, which the demo evaluates on, is never trained on). Tiny and trained on a
+CPU: they check the machinery, not the paper's quality. `python scripts/demo.py vaes=null` trains them live.
+"""
 
 
 @dataclass
@@ -46,11 +62,9 @@ class ToySteps:
 @dataclass
 class ToyRun:
     sd: Path  # the tiny SD folder, its vae/ the trained teacher
-    runs: dict[str, Path] = field(default_factory=dict)  # stage -> run folder (each has export/, metrics.jsonl)
-
-    @property
-    def vae_d4(self) -> Path:
-        return self.runs["stage2"] / "export"
+    vae_d4: Path  # the Transfer VAE Training VAE-D4 (stage 2's export)
+    runs: dict[str, Path] = field(default_factory=dict)  # stage -> run folder (each has metrics.jsonl; export/)
+    vaes_from: Optional[Path] = None  # the shipped toy VAEs used instead of training them, if any
 
     @property
     def model(self) -> Path:
@@ -63,10 +77,11 @@ def run_stage(stage_cls, config: Path, overrides: list[str]) -> Path:
 
 
 def train_toy(work: Path, steps: ToySteps = ToySteps(), overrides: dict[str, list[str]] | None = None,
-              isr: bool = True) -> ToyRun:
+              isr: bool = True, vaes: Path | None = None) -> ToyRun:
     """Teacher -> stage 1 -> stage 2 -> ISR: runs in ``work/runs``, the tiny SD folder (its vae/ the trained teacher)
     in ``work/runs/tiny_sd``, where the tiny configs look. ``overrides`` adds key=value per stage name; ``isr``
-    False stops after the VAEs."""
+    False stops after the VAEs. ``vaes``: a folder written by ``ship_vaes`` (the bundled one: SHIPPED_VAES): its
+    teacher and VAE-D4 are used instead of training them, and its runs' loss curves come along."""
     overrides = overrides or {}
 
     def extra(stage: str) -> list[str]:
@@ -74,17 +89,50 @@ def train_toy(work: Path, steps: ToySteps = ToySteps(), overrides: dict[str, lis
         return [f"train.output_dir={work / 'runs'}", *([f"train.max_steps={n}"] if n else []), *overrides.get(stage, [])]
 
     sd = make_tiny_sd(work / "runs" / "tiny_sd")
-    toy = ToyRun(sd=sd)
-    toy.runs["teacher"] = run_stage(VAETransferStage, TINY / "vae_teacher.yaml", extra("teacher"))
     shutil.rmtree(sd / "vae")
-    shutil.copytree(toy.runs["teacher"] / "export", sd / "vae")  # the trained teacher is the SD folder's VAE-D8
     with_sd = [f"sd_model={sd}"]
-    toy.runs["stage1"] = run_stage(VAETransferStage, TINY / "vae_stage1.yaml", with_sd + extra("stage1"))
-    toy.runs["stage2"] = run_stage(VAETransferStage, TINY / "vae_stage2.yaml",
-                                   with_sd + [f"decoder_from={toy.runs['stage1'] / 'export'}"] + extra("stage2"))
+    if vaes is not None:
+        if not (vaes / "vae_d8").is_dir() or not (vaes / "vae_d4").is_dir():
+            raise InputError(f"{vaes} holds no toy VAEs (vae_d8/, vae_d4/): write them with `python scripts/toy.py ship=...`")
+        shutil.copytree(vaes / "vae_d8", sd / "vae")
+        toy = ToyRun(sd=sd, vae_d4=vaes / "vae_d4", runs={s: vaes / "runs" / s for s in VAE_STAGES}, vaes_from=vaes)
+    else:
+        teacher = run_stage(VAETransferStage, TINY / "vae_teacher.yaml", extra("teacher"))
+        shutil.copytree(teacher / "export", sd / "vae")  # the trained teacher is the SD folder's VAE-D8
+        stage1 = run_stage(VAETransferStage, TINY / "vae_stage1.yaml", with_sd + extra("stage1"))
+        stage2 = run_stage(VAETransferStage, TINY / "vae_stage2.yaml",
+                           with_sd + [f"decoder_from={stage1 / 'export'}"] + extra("stage2"))
+        toy = ToyRun(sd=sd, vae_d4=stage2 / "export", runs={"teacher": teacher, "stage1": stage1, "stage2": stage2})
     if isr:
         toy.runs["isr"] = run_stage(ISRStage, TINY / "isr.yaml", with_sd + [f"vae_d4={toy.vae_d4}"] + extra("isr"))
     return toy
+
+
+def upsample_folder(src: Path, dest: Path, scale: int) -> Path:
+    """Every image of ``src`` resized ``scale`` x (PIL bicubic, as the pipeline's input) into ``dest`` as PNG."""
+    from PIL import Image
+
+    from tvt.io import list_images, read_image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in list_images(src):
+        im = read_image(path)
+        im.resize((im.width * scale, im.height * scale), Image.BICUBIC).save(dest / f"{path.stem}.png")
+    return dest
+
+
+def ship_vaes(toy: ToyRun, dest: Path, command_line: str) -> Path:
+    """Write the toy's VAEs (teacher as vae_d8/, VAE-D4 as vae_d4/), each VAE run's loss log (runs/<stage>/
+    metrics.jsonl) and a README with the command that made them, to ``dest``: what ``train_toy(vaes=dest)`` reads.
+    (No config.yaml: it holds this machine's absolute paths; the command says everything.)"""
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(toy.sd / "vae", tmp / "vae_d8")
+        shutil.copytree(toy.vae_d4, tmp / "vae_d4")
+        for stage in VAE_STAGES:
+            (tmp / "runs" / stage).mkdir(parents=True)
+            shutil.copy2(toy.runs[stage] / "metrics.jsonl", tmp / "runs" / stage / "metrics.jsonl")
+        (tmp / "README.md").write_text(SHIPPED_README.format(command=command_line))
+    return dest
 
 
 def loss_curve(run: Path, key: str) -> list[tuple[int, float]]:
@@ -97,13 +145,38 @@ def loss_curve(run: Path, key: str) -> list[tuple[int, float]]:
 class ToyConfig:
     work: str = "."  # the toy runs go to work/runs, the tiny SD folder to work/runs/tiny_sd
     steps: ToySteps = field(default_factory=ToySteps)
+    train_hr: Optional[str] = None  # HR images every stage trains on (default: the tiny configs', the DRealSR samples)
+    # also train the VAE stages on these LR images upsampled 4x (bicubic): smooth images like the ones the SR
+    # pipeline encodes, which a VAE trained on a few sharp HR images alone reconstructs poorly
+    vae_upsampled_lr: Optional[str] = None
+    vaes: Optional[str] = None  # start from shipped toy VAEs (e.g. data/samples/toy) instead of training them
+    isr: bool = True  # false: stop after the VAEs
+    set: list = field(default_factory=list)  # per-stage overrides, "<stage>:<key>=<value>" (stage: teacher, stage1, ...)
+    ship: Optional[str] = None  # also write the VAEs and their loss logs here (what vaes= reads)
 
 
 @command(ToyConfig)
 def main(cfg: ToyConfig) -> int:
-    toy = train_toy(Path(cfg.work), cfg.steps)
+    data = {s: [f"data.sources=[{cfg.train_hr}]"] for s in (*VAE_STAGES, "isr")} if cfg.train_hr else {}
+    if cfg.vae_upsampled_lr:
+        smooth = upsample_folder(Path(cfg.vae_upsampled_lr), Path(cfg.work) / "upsampled_lr", 4)
+        hr = cfg.train_hr or f"{samples_root() / 'DRealSR' / 'HR'}"
+        data.update({s: [f"data.sources=[{hr},{smooth}]"] for s in VAE_STAGES})
+    for item in cfg.set:
+        stage, sep, override = str(item).partition(":")
+        if not sep or stage not in (*VAE_STAGES, "isr") or "=" not in override:
+            raise ConfigError(f"set: expected <stage>:<key>=<value> with a stage of {(*VAE_STAGES, 'isr')}, got '{item}'")
+        data.setdefault(stage, []).append(override)
+    toy = train_toy(Path(cfg.work), cfg.steps, data, isr=cfg.isr, vaes=Path(cfg.vaes) if cfg.vaes else None)
     print("toy runs:\n" + "\n".join(f"  {name:8s} {run}" for name, run in toy.runs.items()))
-    print(f"toy model (an export TVTPipeline.from_pretrained loads): {toy.model}")
+    if cfg.isr:
+        print(f"toy model (an export TVTPipeline.from_pretrained loads): {toy.model}")
+    if cfg.ship:
+        recipe = " ".join(f"steps.{k}={v}" for k, v in vars(cfg.steps).items() if v is not None)
+        recipe += f" train_hr={cfg.train_hr}" if cfg.train_hr else ""
+        recipe += f" vae_upsampled_lr={cfg.vae_upsampled_lr}" if cfg.vae_upsampled_lr else ""
+        recipe += "".join(f" --set {item}" for item in cfg.set)
+        print(f"toy VAEs written to {ship_vaes(toy, Path(cfg.ship), f'python scripts/toy.py {recipe} isr=false ship=DIR')}")
     return 0
 
 

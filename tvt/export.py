@@ -31,6 +31,7 @@ from torch import nn
 
 from .errors import InputError
 from .io import atomic_dir
+from .models.generator import ARCHITECTURES
 from .models.lora import (LORA_WEIGHT_NAME, adapter_names, has_unmerged_lora, load_fully_trained, load_lora_adapters,
                           lora_files, merge_lora, save_fully_trained, save_lora_adapters, unwrap_peft)
 from .models.loading import TVTComponents, load_text_parts, require_pretrained
@@ -40,7 +41,6 @@ FORMAT = "tvt-export-v2"
 FORMAT_V1 = "tvt-export-v1"
 CONFIG_NAME = "tvt_config.json"
 TRAINABLE_NAME = "ce_unet_trainable.safetensors"
-ARCHITECTURES = ("tvt", "osediff", "s4")  # tvt.train.isr.ARCHITECTURES
 _PARTS = ("text_encoder", "tokenizer", "scheduler")
 
 
@@ -82,7 +82,7 @@ def save_tvt_export(
     lora_config: unused; the LoraConfig travels inside the LoRA file (kept so older callers keep working).
     """
     if architecture not in ARCHITECTURES:
-        raise InputError(f"architecture must be one of {ARCHITECTURES}, got '{architecture}'")
+        raise InputError(f"architecture must be one of {tuple(ARCHITECTURES)}, got '{architecture}'")
     unet = unwrap_peft(ce_unet)
     clash = set(adapter_names(unet)) & {"unet", "vae", "vae_d4", *_PARTS}
     if clash:

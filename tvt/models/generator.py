@@ -39,6 +39,11 @@ from .sd21 import downscale_factor
 
 logger = logging.getLogger(__name__)
 
+ARCHITECTURES = {  # name: (VAE, UNet) of the one-step generator; Table 7's rows
+    "tvt": ("vae_d4", "ce_unet"),  # the paper: VAE-D4 + CE-UNet
+    "osediff": ("vae_d8", "sd_unet"),  # S1: SD's VAE-D8 + SD UNet (OSEDiff)
+    "s4": ("vae_d4", "sd_unet"),  # S4: VAE-D4 + the whole SD UNet at the D4 latent size
+}
 COMPILED_PARTS = ("unet", "vae.encoder", "vae.decoder")  # what enable_fast_inference compiles
 SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                  "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}

@@ -25,7 +25,7 @@ from ..config import ConfigError
 from ..losses.perceptual import LPIPSLoss
 from ..losses.vsd import VSDLoss
 from ..models.ce_unet import build_ce_unet_from_sd, load_sd_unet
-from ..models.generator import OneStepGenerator
+from ..models.generator import ARCHITECTURES, OneStepGenerator
 from ..models.loading import SD21_BASE
 from ..models.lora import (OFFICIAL_LORA_ALPHA, add_ce_unet_lora, add_unet_lora, add_vae_encoder_lora,
                            format_parameter_groups, official_lora_groups, trainable_parameters_by_group)
@@ -66,13 +66,6 @@ class ISRLossConfig:
     # the last ("others": mid block + conv_out) active, so only that one learns. "all": every official target.
     fake_lora: str = "others"
     fake_lr: Optional[float] = None  # the fake UNet's LoRA; defaults to train.lr (official)
-
-
-ARCHITECTURES = {  # name: (VAE, UNet); Table 7's rows
-    "tvt": ("vae_d4", "ce_unet"),  # the paper: VAE-D4 + CE-UNet
-    "osediff": ("vae_d8", "sd_unet"),  # S1: SD's VAE-D8 + SD UNet (OSEDiff)
-    "s4": ("vae_d4", "sd_unet"),  # S4: VAE-D4 + the whole SD UNet at the D4 latent size
-}
 
 
 @dataclass
