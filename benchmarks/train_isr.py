@@ -108,8 +108,7 @@ def measure(args, sd: Path, vae: Path, hr: Path, runs: Path) -> dict:
             waits.append(logs["data_wait"] if logs else float("nan"))
     stage = trainer.stage
     trainable = sum(p.numel() for opt in stage.optimizers for g in opt.param_groups for p in g["params"])
-    modules = stage.frozen_modules() if hasattr(stage, "frozen_modules") else stage.trainable_modules()
-    parts = memory_by_category([trainer.accelerator.unwrap_model(m) for m in modules], stage.optimizers)
+    parts = memory_by_category([trainer.accelerator.unwrap_model(m) for m in stage.frozen_modules()], stage.optimizers)
     if cuda:
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (torch.cuda.max_memory_allocated)"
     else:
@@ -159,8 +158,8 @@ def main() -> None:
     timing = f"{statistics.median(times):.3f} s ({min(times):.3f} s)"
     wait = statistics.median(waits)
     gib = {k: v / 2**30 for k, v in parts.items()}
-    held = (f"trainable {gib['trainable']:.2f} + gradients {gib['gradients']:.2f} + optimizer {gib['optimizer_state']:.2f}"
-            f" + frozen {gib['frozen']:.2f} (" + ", ".join(f"{k[7:]} {v:.2f}" for k, v in gib.items() if k.startswith("frozen_"))
+    held = (f"trainable {gib['trainable']:.3f} + gradients {gib['gradients']:.3f} + optimizer {gib['optimizer_state']:.3f}"
+            f" + frozen {gib['frozen']:.3f} (" + ", ".join(f"{k[7:]} {v:.3f}" for k, v in gib.items() if k.startswith("frozen_"))
             + ") GiB")
     rows = [f"| {setting} | {machine(args.device)} | {timing} | {wait:.3f} s ({wait / statistics.median(times):.1%}) "
             f"| {res['memory']}; {held} |"]

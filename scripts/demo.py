@@ -1,10 +1,11 @@
 """`make demo`: the whole method end to end on the bundled samples, ending in demo_output/report.{md,html}.
 
-Without weights (a fresh clone): the toy recipe (scripts/toy.py) trains a tiny VAE-D8 teacher, Transfer VAE
-Training stages 1 and 2, and the one-step CE-UNet on the DRealSR samples, then super-resolves the held-out RealSR
-samples and scores them against bicubic. With model= (an export or the official release) it runs that model.
+Without weights (a fresh clone): the toy recipe (scripts/toy.py) trains the one-step CE-UNet on the DRealSR samples,
+starting from the shipped toy VAEs (data/samples/toy: a tiny VAE-D8 teacher and the VAE-D4 of Transfer VAE Training;
+vaes=null trains them too), then super-resolves the held-out RealSR samples and scores them against bicubic. With
+model= (an export, latest:<run_name> or the official release) it runs that model.
 
-    python scripts/demo.py                        # toy: about 8 minutes on a 2-core CPU
+    python scripts/demo.py                        # toy: about 5 minutes on a 2-core CPU
     python scripts/demo.py model=latest:isr output_dir=demo_real
 """
 import shutil
@@ -21,7 +22,7 @@ from tvt_scripts._cli import command
 from tvt_scripts.report import demo_report, vae_reconstructions
 from tvt_scripts.toy import ToySteps, train_toy
 
-EXPECTED_MINUTES = 8  # the toy run on a 2-core CPU, measured (README)
+EXPECTED_MINUTES = 5  # the toy run on a 2-core CPU: 4.5 min measured (README)
 
 
 @dataclass

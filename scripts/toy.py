@@ -108,19 +108,6 @@ def train_toy(work: Path, steps: ToySteps = ToySteps(), overrides: dict[str, lis
     return toy
 
 
-def upsample_folder(src: Path, dest: Path, scale: int) -> Path:
-    """Every image of ``src`` resized ``scale`` x (PIL bicubic, as the pipeline's input) into ``dest`` as PNG."""
-    from PIL import Image
-
-    from tvt.io import list_images, read_image
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for path in list_images(src):
-        im = read_image(path)
-        im.resize((im.width * scale, im.height * scale), Image.BICUBIC).save(dest / f"{path.stem}.png")
-    return dest
-
-
 def ship_vaes(toy: ToyRun, dest: Path, command_line: str) -> Path:
     """Write the toy's VAEs (teacher as vae_d8/, VAE-D4 as vae_d4/), each VAE run's loss log (runs/<stage>/
     metrics.jsonl) and a README with the command that made them, to ``dest``: what ``train_toy(vaes=dest)`` reads.
@@ -146,9 +133,6 @@ class ToyConfig:
     work: str = "."  # the toy runs go to work/runs, the tiny SD folder to work/runs/tiny_sd
     steps: ToySteps = field(default_factory=ToySteps)
     train_hr: Optional[str] = None  # HR images every stage trains on (default: the tiny configs', the DRealSR samples)
-    # also train the VAE stages on these LR images upsampled 4x (bicubic): smooth images like the ones the SR
-    # pipeline encodes, which a VAE trained on a few sharp HR images alone reconstructs poorly
-    vae_upsampled_lr: Optional[str] = None
     vaes: Optional[str] = None  # start from shipped toy VAEs (e.g. data/samples/toy) instead of training them
     isr: bool = True  # false: stop after the VAEs
     set: list = field(default_factory=list)  # per-stage overrides, "<stage>:<key>=<value>" (stage: teacher, stage1, ...)
@@ -158,10 +142,6 @@ class ToyConfig:
 @command(ToyConfig)
 def main(cfg: ToyConfig) -> int:
     data = {s: [f"data.sources=[{cfg.train_hr}]"] for s in (*VAE_STAGES, "isr")} if cfg.train_hr else {}
-    if cfg.vae_upsampled_lr:
-        smooth = upsample_folder(Path(cfg.vae_upsampled_lr), Path(cfg.work) / "upsampled_lr", 4)
-        hr = cfg.train_hr or f"{samples_root() / 'DRealSR' / 'HR'}"
-        data.update({s: [f"data.sources=[{hr},{smooth}]"] for s in VAE_STAGES})
     for item in cfg.set:
         stage, sep, override = str(item).partition(":")
         if not sep or stage not in (*VAE_STAGES, "isr") or "=" not in override:
@@ -174,7 +154,6 @@ def main(cfg: ToyConfig) -> int:
     if cfg.ship:
         recipe = " ".join(f"steps.{k}={v}" for k, v in vars(cfg.steps).items() if v is not None)
         recipe += f" train_hr={cfg.train_hr}" if cfg.train_hr else ""
-        recipe += f" vae_upsampled_lr={cfg.vae_upsampled_lr}" if cfg.vae_upsampled_lr else ""
         recipe += "".join(f" --set {item}" for item in cfg.set)
         print(f"toy VAEs written to {ship_vaes(toy, Path(cfg.ship), f'python scripts/toy.py {recipe} isr=false ship=DIR')}")
     return 0

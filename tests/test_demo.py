@@ -65,9 +65,12 @@ def test_toy_recipe_trains_ships_and_reuses_its_vaes(tmp_path, capsys):
 
     ship = tmp_path / "ship"
     assert main([f"work={tmp_path / 'w'}", "steps.teacher=2", "steps.stage1=2", "steps.stage2=2", "isr=false",
-                 f"ship={ship}"]) == 0
+                 "--set", "stage1:loss.disc_start=1", f"ship={ship}"]) == 0
     assert f"toy VAEs written to {ship}" in capsys.readouterr().out
-    assert "steps.teacher=2" in (ship / "README.md").read_text()  # the command that made them
+    readme = (ship / "README.md").read_text()
+    assert "steps.teacher=2" in readme and "--set stage1:loss.disc_start=1" in readme  # the command that made them
+    assert "disc_start: 1\n" in (tmp_path / "w" / "runs" / "001-tiny_vae_stage1" / "config.yaml").read_text()
+    assert main(["--set", "stage9:loss.disc_start=1"]) == 2 and "<stage>:<key>=<value>" in capsys.readouterr().err
     assert all(len((ship / "runs" / s / "metrics.jsonl").read_text().splitlines()) >= 1 for s in ("teacher", "stage1", "stage2"))
     toy = train_toy(tmp_path / "again", ToySteps(), isr=False, vaes=ship)
     assert toy.vae_d4 == ship / "vae_d4" and toy.vaes_from == ship and "isr" not in toy.runs

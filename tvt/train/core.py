@@ -263,6 +263,10 @@ class Stage:
     def trainable_modules(self) -> list[torch.nn.Module]:
         raise NotImplementedError
 
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Every model of the step, frozen ones included (memory accounting, benchmarks); default: the trainable."""
+        return self.trainable_modules()
+
     def sample_transform(self) -> Callable[[dict], dict] | None:
         """A per-sample transform run where each item is made (the DataLoader workers), on the item with its
         ``position``; None: the items arrive as the dataset makes them. It is pickled to the workers, so it should

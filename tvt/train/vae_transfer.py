@@ -182,6 +182,9 @@ class VAETransferStage(Stage):
             mods.append(self.gan.discriminator)
         return mods
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return self.trainable_modules() + ([self.vae_d8] if self.vae_d8 is not None else [])
+
     @torch.no_grad()
     def d8_latent(self, x: torch.Tensor, sample: bool | None = None) -> torch.Tensor:
         """Unscaled D8 latent of the 2x bicubic-upsampled image: (B, 4, H/4, W/4), the D4 latent's size.
