@@ -35,12 +35,13 @@ from tvt_scripts._cli import command
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny"
 VAE_STAGES = ("teacher", "stage1", "stage2")
+SHIPPED_LOG_EVERY = 10  # shipped loss logs keep every 10th step
 SHIPPED_VAES = samples_root() / "toy"  # the toy VAEs bundled with the repository (make demo starts from them)
 SHIPPED_README = """# Toy VAEs (trained, tiny)
 
 The toy VAE-D8 teacher (`vae_d8/`, SD's VAE-D8 layout at 16/32/32/32 channels) and the VAE-D4 of Transfer VAE
 Training (`vae_d4/`, 16/32/32; stage 1 on the teacher's latents, then stage 2) that `make demo` starts from, with
-each run's loss log (`runs/<stage>/metrics.jsonl`). Made by:
+each run's loss log (`runs/<stage>/metrics.jsonl`, every 10th step). Made by:
 
     {command}
 
@@ -110,14 +111,17 @@ def train_toy(work: Path, steps: ToySteps = ToySteps(), overrides: dict[str, lis
 
 def ship_vaes(toy: ToyRun, dest: Path, command_line: str) -> Path:
     """Write the toy's VAEs (teacher as vae_d8/, VAE-D4 as vae_d4/), each VAE run's loss log (runs/<stage>/
-    metrics.jsonl) and a README with the command that made them, to ``dest``: what ``train_toy(vaes=dest)`` reads.
+    metrics.jsonl, every SHIPPED_LOG_EVERY-th step) and a README with the command that made them, to ``dest``: what ``train_toy(vaes=dest)`` reads.
     (No config.yaml: it holds this machine's absolute paths; the command says everything.)"""
     with atomic_dir(dest) as tmp:
         shutil.copytree(toy.sd / "vae", tmp / "vae_d8")
         shutil.copytree(toy.vae_d4, tmp / "vae_d4")
         for stage in VAE_STAGES:
             (tmp / "runs" / stage).mkdir(parents=True)
-            shutil.copy2(toy.runs[stage] / "metrics.jsonl", tmp / "runs" / stage / "metrics.jsonl")
+            rows = (toy.runs[stage] / "metrics.jsonl").read_text().splitlines()
+            kept = [r for i, r in enumerate(rows)  # enough for the curves, and the last step
+                    if json.loads(r)["step"] % SHIPPED_LOG_EVERY == 0 or i == len(rows) - 1]
+            (tmp / "runs" / stage / "metrics.jsonl").write_text("\n".join(kept) + "\n")
         (tmp / "README.md").write_text(SHIPPED_README.format(command=command_line))
     return dest
 
