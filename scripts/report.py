@@ -122,13 +122,16 @@ def demo_report(out: Path, summaries: dict, vae_rows: dict, toy, sr_dirs: dict, 
 
     n = summaries["Bicubic"]["num_images"]
     sections = [("What this is", toy_note(toy) if toy else "The model given to the demo, on the bundled RealSR samples.")]
-    sections.append((f"RealSR samples, x4 ({n} images, never trained on)", table_markdown(summaries, list(summaries["TVT"]["protocol"]))
-                     + "\n\nPSNR/SSIM on the Y channel of YCbCr (BT.601), no border crop (pyiqa): the paper's Table 2 protocol."))
+    sections.append((f"RealSR samples, x4 ({n} images, never trained on)", table_markdown(summaries, list(summaries["Bicubic"]["protocol"]))
+                     + "\n\nPSNR/SSIM on the Y channel of YCbCr (BT.601), no border crop (pyiqa): the paper's Table 2 protocol."
+                     + ("\n\nColour fix (`color_fix`): AdaIN is the official default; wavelet takes the low frequencies "
+                        "(colour, shading) from the upscaled input, which hides the toy VAEs' colour shifts."
+                        if sum(k.startswith("TVT,") for k in summaries) > 1 else "")))
     if vae_rows:
         sections.append(("VAE reconstruction of the same HR images (toy)", table_markdown(vae_rows, ["psnr"])
                          + "\n\nEncode + decode of the 512x512 HR images; the D4 latent has 4x the positions of the D8 one."))
     figures, columns = [], {"Bicubic": sr_dirs["Bicubic"], **({"VAE-D8 reconstruction": out / "work" / "vae" / "D8"} if toy else {}),
-                            "TVT": sr_dirs["TVT"], "HR": images / "HR"}
+                            **{k: v for k, v in sr_dirs.items() if k.startswith("TVT")}, "HR": images / "HR"}
     boxes = [(c.rsplit(":", 1)[0], tuple(int(v) for v in c.rsplit(":", 1)[1].split(","))) for c in crops]
     boxes = [b for b in boxes if (images / "HR" / f"{b[0]}.png").is_file()]
     if boxes:

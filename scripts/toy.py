@@ -111,8 +111,8 @@ def train_toy(work: Path, steps: ToySteps = ToySteps(), overrides: dict[str, lis
 
 def ship_vaes(toy: ToyRun, dest: Path, command_line: str) -> Path:
     """Write the toy's VAEs (teacher as vae_d8/, VAE-D4 as vae_d4/), each VAE run's loss log (runs/<stage>/
-    metrics.jsonl, every SHIPPED_LOG_EVERY-th step) and a README with the command that made them, to ``dest``: what ``train_toy(vaes=dest)`` reads.
-    (No config.yaml: it holds this machine's absolute paths; the command says everything.)"""
+    metrics.jsonl, every SHIPPED_LOG_EVERY-th step) and a README with the command that made them, to ``dest``:
+    what ``train_toy(vaes=dest)`` reads. (No config.yaml: it holds absolute paths; the command says everything.)"""
     with atomic_dir(dest) as tmp:
         shutil.copytree(toy.sd / "vae", tmp / "vae_d8")
         shutil.copytree(toy.vae_d4, tmp / "vae_d4")

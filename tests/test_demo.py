@@ -50,10 +50,11 @@ def test_toy_demo_end_to_end(tmp_path, realsr):
     assert main([f"output_dir={out}", f"images={tmp_path / 'pair'}", "toy.isr=2",
                  "--crops", "Canon_004_LR4:256,160,128,128"]) == 0
     text = (out / "report.md").read_text()
-    assert text.index("toy run") < text.index("Bicubic") and "| TVT |" in text and "VAE-D4" in text
+    assert text.index("toy run") < text.index("Bicubic") and "VAE-D4" in text
+    assert "| TVT, adain colour fix |" in text and "| TVT, wavelet colour fix |" in text
     assert "ship with it (data/samples/toy/" in text  # the report says where the VAEs come from
     assert (out / "report.html").is_file() and (out / "crops.png").is_file() and len(list(out.glob("loss_*.png"))) == 4
-    assert {p.name for p in (out / "eval").iterdir()} == {"Bicubic", "TVT"}
+    assert {p.name for p in (out / "eval").iterdir()} == {"bicubic", "tvt_adain", "tvt_wavelet"}
 
 
 def test_toy_recipe_trains_ships_and_reuses_its_vaes(tmp_path, capsys):
