@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vaes", type=Path, default=None, help="toy VAEs folder (default: data/samples/toy)")
     ap.add_argument("--num", type=int, default=20, help="held-out RealSR pairs to evaluate")
     ap.add_argument("--lr-crop", type=int, default=64, help="LR center crop (outputs are 4x)")
-    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "ce_unet_toy")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "benchmark_ce_unet_toy")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ce_unet_toy.md")
     args = ap.parse_args(argv)
