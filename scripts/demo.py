@@ -49,10 +49,12 @@ def main(cfg: DemoConfig) -> int:
     work, images = out / "work", Path(cfg.images)
     toy = None if cfg.model else train_toy(work, cfg.toy, vaes=Path(cfg.vaes) if cfg.vaes else None)
     model = resolve_run_path(cfg.model, "runs") if cfg.model else str(toy.model)
-    summaries, sr_dirs = {}, {}
+    summaries, sr_dirs, pipes = {}, {}, {}
     runs = [("Bicubic", "bicubic", None)] + [(tvt_label(fix, cfg.color_fixes), model, fix) for fix in cfg.color_fixes]
     for label, name, fix in runs:
-        pipe = TVTPipeline.from_pretrained(name)
+        if name not in pipes:  # one load per model; the colour fix is a call argument
+            pipes[name] = TVTPipeline.from_pretrained(name)
+        pipe = pipes[name]
         folder = f"tvt_{fix}" if fix else "bicubic"
         kwargs = {"color_fix": fix} if fix else {}
         sr_dirs[label] = super_resolve_folder(pipe, images / "LR", work / "sr" / folder, progress=False, **kwargs).folder
