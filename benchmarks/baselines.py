@@ -1,49 +1,47 @@
 """Bicubic x4 baselines on RealSR and DRealSR with every metric computable offline, through scripts/eval.py.
 
-    python benchmarks/baselines.py [--out-dir runs/baselines] [--datasets RealSR,DRealSR]
+    python benchmarks/baselines.py [--out-dir runs/baselines] [--datasets RealSR --datasets DRealSR] [--reuse]
 
 Writes benchmarks/results/baselines.md (Table-2-style, machine info, protocol, unavailable metrics + reasons).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from _machine import machine
+
+from tvt_scripts._cli import command
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 METRICS = "psnr,ssim,fsim,lpips,dists,afine-fr,clipiqa,musiq,maniqa,niqe,topiq_nr,qalign,hyperiqa,afine-nr,fid"
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except Exception:  # noqa: BLE001
-        return platform.processor() or "unknown"
+@dataclass
+class BaselinesConfig:
+    out_dir: str = str(REPO / "runs" / "baselines")
+    datasets: list = field(default_factory=lambda: ["RealSR", "DRealSR"])
+    metrics: str = METRICS
+    reuse: bool = False  # re-render from existing OUT/summary.json files
+    result: str = str(REPO / "benchmarks" / "results" / "baselines.md")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out-dir", default=str(REPO / "runs" / "baselines"))
-    ap.add_argument("--datasets", default="RealSR,DRealSR")
-    ap.add_argument("--metrics", default=METRICS)
-    ap.add_argument("--reuse", action="store_true", help="re-render from existing OUT/summary.json files")
-    ap.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "baselines.md"))
-    args = ap.parse_args()
-
+@command(BaselinesConfig)
+def main(args: BaselinesConfig) -> int:
     import torch
 
     from tvt.metrics import get_spec
-    from tvt.metrics.report import table_markdown
+    from tvt.metrics.tables import table_markdown
 
     summaries, seconds = {}, {}
-    for name in args.datasets.split(","):
+    for name in args.datasets:
         out = Path(args.out_dir) / f"bicubic_{name}"
         t0 = time.time()
         if args.reuse and (out / "summary.json").is_file():
@@ -62,7 +60,7 @@ def main() -> int:
     lines = ["# Bicubic x4 baselines (Table 2 protocol)", "",
              f"Produced by `python benchmarks/baselines.py` (runs `scripts/eval.py --model bicubic --dataset NAME`), "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-             f"Machine: {cpu_model()}, {os.cpu_count()} cores (shared), CPU only (no GPU in this task); "
+             f"Machine: {machine()} (cores shared with other jobs); "
              f"Python {platform.python_version()}, torch {torch.__version__}, pyiqa {first['pyiqa_version']}.", "",
              "Bicubic: PIL `Image.resize(..., BICUBIC)` of the 128x128 LR to 512x512, compared with the 512x512 HR.", ""]
     for name, s in summaries.items():

@@ -10,17 +10,20 @@ Two settings, each ours vs reference: USM on (Real-ESRGAN x4plus) and USM off (O
 All four paths run interleaved in one process (order rotated per iteration) so load drift hits them alike.
 Writes benchmarks/results/degradation.md.
 """
-import argparse
 import os
 import platform
 import random
-import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from _machine import machine
 
 from tvt._compat import import_basicsr
 from tvt.data.degradation import (
@@ -29,6 +32,7 @@ from tvt.data.degradation import (
     random_blur_kernel,
     random_final_sinc_kernel,
 )
+from tvt_scripts._cli import command
 
 import_basicsr()
 from basicsr.data.degradations import random_add_gaussian_noise_pt, random_add_poisson_noise_pt  # noqa: E402
@@ -85,31 +89,25 @@ class ReferenceFeedData:
 
 
 def machine_info(device: torch.device) -> str:
-    try:
-        lines = subprocess.run(["lscpu"], check=True, capture_output=True, text=True).stdout.splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        cpu = platform.processor() or "unknown"
-    if device.type == "cuda":
-        gpu = torch.cuda.get_device_name(device)
-    else:
-        gpu = "none used" + ("" if torch.cuda.is_available() else " (no GPU on this machine)")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"- CPU: {cpu}, {os.cpu_count()} cores visible, 1-min load average {load:.1f} at the end "
-            f"(shared machine: other jobs add noise); torch threads: {torch.get_num_threads()}\n- GPU: {gpu}\n"
+    return (f"- {machine(str(device))}; 1-min load average {load:.1f} at the end (shared machine: other jobs add "
+            f"noise); torch threads: {torch.get_num_threads()}\n"
             f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch", type=int, default=None, help="default: 8 on CPU, 16 on CUDA")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--iters", type=int, default=6, help="timed iterations per path (after one warm-up)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--config", default="realesrgan")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "degradation.md"))
-    args = p.parse_args()
+@dataclass
+class DegradationBenchConfig:
+    device: str = "cpu"
+    batch: Optional[int] = None  # default: 8 on CPU, 16 on CUDA
+    size: int = 512
+    iters: int = 6  # timed iterations per path (after one warm-up)
+    threads: int = 2
+    degradation: str = "realesrgan"  # the degradation config (tvt.data.presets)
+    out: str = str(Path(__file__).parent / "results" / "degradation.md")
+
+
+@command(DegradationBenchConfig)
+def main(args: DegradationBenchConfig) -> int:
     dev = torch.device(args.device)
     batch = args.batch or (16 if dev.type == "cuda" else 8)
     torch.set_num_threads(args.threads)
@@ -119,7 +117,7 @@ def main() -> None:
                        size=(args.size, args.size), mode="bicubic").clamp(0, 1).to(dev)
     paths = {}
     for usm in (True, False):
-        cfg = load_degradation_config(args.config, [f"use_usm={str(usm).lower()}"])
+        cfg = load_degradation_config(args.degradation, [f"use_usm={str(usm).lower()}"])
         ours, ref = RealESRGANDegradation(cfg).to(dev), ReferenceFeedData(cfg, dev)
         tag = "USM on" if usm else "USM off"
         paths[f"ours, {tag}"] = lambda it, ours=ours: ours(hr, range(it * batch, (it + 1) * batch), 0)
@@ -143,7 +141,7 @@ def main() -> None:
     text = f"""# Degradation throughput (`benchmarks/degradation.py`)
 
 Real-ESRGAN second-order degradation, {args.size}x{args.size} HR -> {args.size // 4}x{args.size // 4} LR,
-config `{args.config}`, batch {batch}, device `{args.device}`, {args.iters} timed iterations per path after one
+config `{args.degradation}`, batch {batch}, device `{args.device}`, {args.iters} timed iterations per path after one
 warm-up, all paths interleaved in one process; kernel drawing included.
 Command: `python benchmarks/degradation.py --device {args.device} --batch {batch} --iters {args.iters}`.
 
@@ -167,7 +165,8 @@ Machine (measured in the same run):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ Cases are SxB: S x S outputs, batch B. What is timed, per case: the generator (V
 tile group + VAE decode) on a (B, 3, S, S) input in [-1, 1], prompt embeddings precomputed; one sync per run, none
 between stages; the median of --repeats after --warmup runs. Eager: the whole image at once (main's measurement);
 fast: enable_fast_inference(compile, mode=--compile-mode, channels_last, sdpa_backend="auto", bounded_tiles,
-tile_batch) with the tiling the pipeline picks (TVTPipeline.prepare_tiling). Compiled code is reset before each
+tile_batch) with the tiling the pipeline picks (TVTPipeline.tiling_for). Compiled code is reset before each
 new shape, so each case runs the graphs it would run alone (fixed shapes: CUDA graphs under mode "auto"); the
 first call's time (compilation included) is reported. The "folder" case runs super_resolve_folder at batch B over
 --folder-images random smooth images ((S/4)^2 PNGs -> S^2 PNGs: reading, PIL bicubic, prompt, colour fix and
@@ -22,7 +22,6 @@ measured; no estimate stands in for them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -31,9 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
+from _machine import machine, not_measured
+
+from tvt.errors import ConfigError
+from tvt_scripts._cli import command
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("tvt", "osediff")
@@ -46,7 +51,6 @@ GOALS = {
     "1024x1": ("TVT/OSEDiff <= 1.0", lambda t, o: t["median_s"] / o["median_s"] <= 1.0),
     "folder512x8": ("TVT >= 80 images/s", lambda t, o: t["images_per_s"] >= 80),
 }
-NOT_MEASURED = "not measured: no GPU on this machine"
 
 
 def parse_case(case: str) -> tuple[bool, int, int]:
@@ -82,7 +86,7 @@ def build_pipeline(arch: str, size: str, device: torch.device, work: Path):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from tvt.models.sd21 import SD21_TEXT_CONFIG
-    from tvt.pipeline import TVTPipeline
+    from tvt.inference import TVTPipeline
     from tvt.testing import make_tiny_sd
 
     sd = make_tiny_sd(work / "sd")  # the tokenizer and scheduler; the tiny text encoder
@@ -103,18 +107,16 @@ def generator_flops(arch: str, size: str, batch: int, side: int, tiling: dict) -
     from diffusers import DDPMScheduler
 
     from tvt.flops import complexity
-    from tvt.models.generator import OneStepGenerator
+    from tvt.models.generator import OneStepGenerator, Tiling
     from tvt.models.sd21 import SD21_SCHEDULER_CONFIG
-    from tvt.models.vae import enable_vae_tiling
 
     with torch.device("meta"):
         vae, unet = build(arch, size)
         gen = OneStepGenerator(vae, unet, DDPMScheduler(**SD21_SCHEDULER_CONFIG).alphas_cumprod)
-        gen.enable_tiling(tiling["tile"], tiling["overlap"], tiling["batch"])
-        enable_vae_tiling(vae, tiling["vae_tile"])
+        t = Tiling(tiling["tile"], tiling["overlap"], tiling["batch"], tiling["vae_tile"])
         x = torch.zeros(batch, 3, side, side)
         emb = torch.zeros(batch, 77, unet.config.cross_attention_dim)
-        c = complexity(gen, lambda: gen.decode(gen.denoise(gen.encode(x), emb)))
+        c = complexity(gen, lambda: gen.decode(gen.denoise(gen.encode(x, tiling=t), emb, t), t))
     return dict(conv_linear=2 * c.flops, attention=2 * c.attention_flops)
 
 
@@ -123,7 +125,7 @@ def generator_flops(arch: str, size: str, batch: int, side: int, tiling: dict) -
 # ---------------------------------------------------------------------------------------------
 def worker(args) -> dict:
     from tvt.models.generator import tile_groups, tile_starts
-    from tvt.pipeline import DTYPES
+    from tvt.inference import DTYPES
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,13 +158,13 @@ def worker(args) -> dict:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if args.mode == "fast":
-            tile, overlap = pipe.prepare_tiling(side, side, upscale=4)
+            t = pipe.tiling_for(side, side, upscale=4)
         else:  # the whole image, as main's measurement
-            tile, overlap = pipe.prepare_tiling(side, side, upscale=4, tile_size=0, vae_tile_size=0)
-        vae, latent = pipe.vae, side // pipe.vae_factor
-        tiles = len(tile_starts(latent, tile, overlap)) ** 2 if 0 < tile < latent else 1
-        tiling = dict(tile=tile, overlap=overlap, batch=gen.tile_batch, tiles=tiles, unet_calls=len(tile_groups(tiles, gen.tile_batch)),
-                      vae_tile=vae.tile_sample_min_size if vae.use_tiling and side > vae.tile_sample_min_size else 0)
+            t = pipe.tiling_for(side, side, upscale=4, tile_size=0, vae_tile_size=0)
+        latent = side // pipe.vae_factor
+        tiles = len(tile_starts(latent, t.tile, t.overlap)) ** 2 if 0 < t.tile < latent else 1
+        tiling = dict(tile=t.tile, overlap=t.overlap, batch=t.batch, tiles=tiles, unet_calls=len(tile_groups(tiles, t.batch)),
+                      vae_tile=t.vae_tile if 0 < t.vae_tile < side else 0)
         row = dict(case=case, side=side, batch=batch, tiling=tiling)
         if folder:
             row.update(time_folder(pipe, work / case, side, batch, args, sync))
@@ -176,7 +178,7 @@ def worker(args) -> dict:
                         torch.cuda.reset_peak_memory_stats()
                     sync()
                     start = time.perf_counter()
-                    sr = gen.decode(gen.denoise(gen.encode(x), emb))
+                    sr = gen.decode(gen.denoise(gen.encode(x, tiling=t), emb, t), t)
                     sync()
                     times.append(time.perf_counter() - start)
             assert sr.shape == x.shape
@@ -198,7 +200,7 @@ def time_folder(pipe, work: Path, side: int, batch: int, args, sync) -> dict:
     import torch.nn.functional as F
     from PIL import Image
 
-    from tvt.pipeline import super_resolve_folder
+    from tvt.inference import super_resolve_folder
 
     src = work / "lr"
     src.mkdir(parents=True)
@@ -227,21 +229,6 @@ def time_folder(pipe, work: Path, side: int, batch: int, args, sync) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    desc = f"CPU: {cpu}, {os.cpu_count()} logical cores"
-    if device == "cuda" and torch.cuda.is_available():
-        desc += f"; GPU: {torch.cuda.get_device_name(0)}"
-    else:
-        desc += "; GPU: none"
-    return desc
-
-
 def versions() -> str:
     import diffusers
 
@@ -321,13 +308,13 @@ def write_markdown(path: Path, runs: dict, args, total_s: float, command: str) -
             lines.append(f"| {case} | " + " | ".join(cells) + " |")
     if not on_gpu:
         lines += ["", "## CUDA (full-size models, bf16): the issue's cases", "",
-                  f"Not measured: this run had no GPU. `python benchmarks/latency.py --device cuda` fills these rows; "
+                  f"{not_measured().capitalize()}. `python benchmarks/latency.py --device cuda` fills these rows; "
                   "no estimate stands in for them.", "", *HEADER]
         for case in GPU_CASES:
             for mode in MODES:
                 for arch in ARCHS:
-                    lines.append(f"| {case} | {mode} | {arch} | {NOT_MEASURED} |" + " |" * 6)
-        lines += ["", "Goals (fast path, H100/H200): " + "; ".join(f"{c}: {g} ({NOT_MEASURED})" for c, (g, _) in GOALS.items())]
+                    lines.append(f"| {case} | {mode} | {arch} | {not_measured()} |" + " |" * 6)
+        lines += ["", "Goals (fast path, H100/H200): " + "; ".join(f"{c}: {g} ({not_measured()})" for c, (g, _) in GOALS.items())]
         lines += ["", "CPU numbers are not GPU numbers: the tiny models and the shared CPU say nothing about the GPU "
                   "ratios; this run shows that every path of the benchmark works end to end."]
     lines += ["", "All timed runs (ms): " + "; ".join(
@@ -340,39 +327,48 @@ def write_markdown(path: Path, runs: dict, args, total_s: float, command: str) -
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--size", choices=["tiny", "full"], help="models (default: full on cuda, tiny on cpu)")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="default: bf16 on cuda, fp32 on cpu")
-    p.add_argument("--cases", nargs="+", help=f"SxB and folderSxB (default: cuda {' '.join(GPU_CASES)}; cpu {' '.join(CPU_CASES)})")
-    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    p.add_argument("--warmup", type=int, help="untimed runs first (default: 3 on cuda, 2 on cpu)")
-    p.add_argument("--repeats", type=int, help="timed runs (default: 10 on cuda, 3 on cpu)")
-    p.add_argument("--folder-images", type=int, help="images of the folder case (default: 64 on cuda, 16 on cpu)")
-    p.add_argument("--compile-mode", default="auto", help="torch.compile mode of the fast path (tvt.pipeline.COMPILE_MODES)")
-    p.add_argument("--compile-backend", default="inductor", help="inductor | aot_eager | none (the fast path without compile)")
-    p.add_argument("--tile-batch", type=int, default=16, help="latent tiles per UNet call on the fast path")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency.md"))
-    p.add_argument("--worker", nargs=2, metavar=("ARCH", "MODE"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+@dataclass
+class LatencyConfig:
+    device: str = "cpu"  # cpu | cuda
+    size: Optional[str] = None  # tiny | full models; default: full on cuda, tiny on cpu
+    dtype: Optional[str] = None  # fp32 | fp16 | bf16; default: bf16 on cuda, fp32 on cpu
+    cases: list = field(default_factory=list)  # SxB and folderSxB; default: GPU_CASES on cuda, CPU_CASES on cpu
+    archs: list = field(default_factory=lambda: list(ARCHS))
+    modes: list = field(default_factory=lambda: list(MODES))
+    warmup: Optional[int] = None  # untimed runs first (default: 3 on cuda, 2 on cpu)
+    repeats: Optional[int] = None  # timed runs (default: 10 on cuda, 3 on cpu)
+    folder_images: Optional[int] = None  # images of the folder case (default: 64 on cuda, 16 on cpu)
+    compile_mode: str = "auto"  # torch.compile mode of the fast path (tvt.inference.fast.COMPILE_MODES)
+    compile_backend: str = "inductor"  # inductor | aot_eager | none (the fast path without compile)
+    tile_batch: int = 16  # latent tiles per UNet call on the fast path
+    threads: int = 0  # torch threads (0 = torch's default)
+    out: str = str(ROOT / "benchmarks" / "results" / "latency.md")
+    worker: list = field(default_factory=list)  # internal: [arch, mode] run by a worker process
+
+
+def resolve(args: LatencyConfig) -> LatencyConfig:
+    """The device-dependent defaults filled in, the choices checked."""
     gpu = args.device == "cuda"
     args.size = args.size or ("full" if gpu else "tiny")
     args.dtype = args.dtype or ("bf16" if gpu else "fp32")
-    args.cases = args.cases or list(GPU_CASES if gpu else CPU_CASES)
+    args.cases = [str(c) for c in args.cases] or list(GPU_CASES if gpu else CPU_CASES)
     args.repeats = args.repeats or (10 if gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (3 if gpu else 2)
     args.folder_images = args.folder_images or (64 if gpu else 16)
+    for key, value, choices in (("device", [args.device], ("cpu", "cuda")), ("size", [args.size], ("tiny", "full")),
+                                ("dtype", [args.dtype], ("fp32", "fp16", "bf16")), ("archs", args.archs, ARCHS),
+                                ("modes", args.modes, MODES)):
+        if not set(value) <= set(choices):
+            raise ConfigError(f"{key} must be among {', '.join(choices)}, got {', '.join(map(str, value))}")
     for case in args.cases:
         parse_case(case)
     return args
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+@command(LatencyConfig)
+def main(args: LatencyConfig) -> int:
+    argv = sys.argv[1:]  # the command line, handed to the workers and written into the results
+    resolve(args)
     if args.worker:
         args.arch, args.mode = args.worker
         print(json.dumps(worker(args)))
@@ -385,7 +381,7 @@ def main(argv=None) -> int:
     for mode in args.modes:
         for arch in args.archs:
             print(f"{arch} {mode} ...", file=sys.stderr)
-            cmd = [sys.executable, __file__, *argv, "--worker", arch, mode]
+            cmd = [sys.executable, __file__, *argv, f"worker=[{arch},{mode}]"]
             out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             sys.stderr.write(out.stderr[-3000:])
             if out.returncode:

@@ -17,20 +17,23 @@ The random SD 2.1 folder, VAE-D4 and HR images are written once under --work (fu
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
+from _machine import machine, not_measured
+
+from tvt.errors import ConfigError
+from tvt_scripts._cli import command
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {  # crop, config overrides beyond configs/isr.yaml's
@@ -82,13 +85,14 @@ def make_stage(args, sd: Path, vae: Path, hr: Path, runs: Path):
     from tvt.train.isr import ISRConfig, ISRStage
 
     return ISRStage(load_config(ISRConfig, [
-        "--config", str(ROOT / "configs" / "isr.yaml"), f"sd_model={sd}", f"vae_d4={vae}", "data.resize_sources=[]",
+        "--config", str(ROOT / "configs" / "isr.yaml"), f"sd_model={sd}", f"vae_d4={vae}",
         "data.val_hr=null", "data.val_lr=null", "prompt.extractor=fixed", "inference_prompt.extractor=fixed",
         f"frozen_dtype={args.frozen_dtype}", *common, *extra]))
 
 
 def measure(args, sd: Path, vae: Path, hr: Path, runs: Path) -> dict:
-    from tvt.train.core import Trainer, memory_by_category
+    from tvt.train.memory import memory_by_category
+    from tvt.train.trainer import Trainer
 
     trainer = Trainer(make_stage(args, sd, vae, hr, runs))
     batches = trainer.start()
@@ -116,31 +120,30 @@ def measure(args, sd: Path, vae: Path, hr: Path, runs: Path) -> dict:
     return {"times": times, "waits": waits, "memory": memory, "trainable": trainable, "parts": parts}
 
 
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"GPU: {torch.cuda.get_device_name()}"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or "unknown CPU"
-    return f"CPU: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+@dataclass
+class TrainStepBenchConfig:
+    stage: str = "isr"  # isr | vae_stage1
+    size: str = "full"  # full | tiny
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"  # cuda | cpu
+    dtype: Optional[str] = None  # bf16 | fp16 | fp32; default: bf16 on cuda, fp32 on cpu
+    batch: int = 2  # per-process micro-batch (the paper: ISR 2, VAE 32)
+    workers: int = 2  # DataLoader worker processes (train.num_workers)
+    frozen_dtype: str = "compute"  # ISR: frozen weights' dtype (compute | fp32)
+    steps: int = 5
+    warmup: int = 2
+    work: str = "runs/benchmark_train_isr"  # where the random models are kept
+    output: Optional[str] = None  # default: benchmarks/results/train_<stage>.md
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=["isr", "vae_stage1"], default="isr")
-    ap.add_argument("--size", choices=sorted(SIZES), default="full")
-    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on cuda, fp32 on cpu")
-    ap.add_argument("--batch", type=int, default=2, help="per-process micro-batch (the paper: ISR 2, VAE 32)")
-    ap.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (train.num_workers)")
-    ap.add_argument("--frozen_dtype", choices=["compute", "fp32"], default="compute", help="ISR: frozen weights' dtype")
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--work", default="runs/benchmark_train_isr", help="where the random models are kept")
-    ap.add_argument("--output", default=None, help="default: benchmarks/results/train_<stage>.md")
-    args = ap.parse_args()
+CHOICES = {"stage": ("isr", "vae_stage1"), "size": tuple(SIZES), "device": ("cuda", "cpu"),
+           "dtype": (None, *DTYPES), "frozen_dtype": ("compute", "fp32")}
+
+
+@command(TrainStepBenchConfig)
+def main(args: TrainStepBenchConfig) -> int:
+    for key, choices in CHOICES.items():
+        if getattr(args, key) not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got '{getattr(args, key)}'")
     args.output = args.output or str(ROOT / "benchmarks" / "results" / f"train_{args.stage}.md")
     args.dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     load_before = os.getloadavg()[0]
@@ -161,12 +164,11 @@ def main() -> None:
     held = (f"trainable {gib['trainable']:.3f} + gradients {gib['gradients']:.3f} + optimizer {gib['optimizer_state']:.3f}"
             f" + frozen {gib['frozen']:.3f} (" + ", ".join(f"{k[7:]} {v:.3f}" for k, v in gib.items() if k.startswith("frozen_"))
             + ") GiB")
-    rows = [f"| {setting} | {machine(args.device)} | {timing} | {wait:.3f} s ({wait / statistics.median(times):.1%}) "
+    rows = [f"| {setting} | {machine(args.device)}, {torch.get_num_threads()} threads | {timing} | {wait:.3f} s ({wait / statistics.median(times):.1%}) "
             f"| {res['memory']}; {held} |"]
     if args.device == "cpu":
         full = "512x512, batch 2, bf16" if args.stage == "isr" else "512x512, batch 32, bf16"
-        rows.insert(0, f"| full: {full} | GPU | not measured: no GPU on this machine | not measured | "
-                       "not measured: no GPU on this machine |")
+        rows.insert(0, f"| full: {full} | GPU | {not_measured()} | not measured | not measured |")
     what = ("configs/isr.yaml (gradient checkpointing, CE-UNet LoRA rank 4 + replicated levels, VSD on 2x2 latent "
             f"patches, cfg 7.5; frozen weights: frozen_dtype={args.frozen_dtype})" if args.stage == "isr" else
             "configs/vae_stage1.yaml (the D4 decoder under the frozen D8 encoder; L1 + LPIPS, GAN from step 50001)")
@@ -189,7 +191,8 @@ optimizer step (the official ISR recipe accumulates 2).
                  "the times are inflated, the min less than the median.\n")
     Path(args.output).write_text(text)
     print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

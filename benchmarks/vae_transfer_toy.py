@@ -12,17 +12,21 @@ The teacher is trained with another seed than the D4 runs (configs/tiny/vae_teac
 ``--jobs`` processes (one thread each on 2 cores): teacher -> stage 1 -> stage 2 in one lane, T1 -> T2 in the other.
 
     python benchmarks/vae_transfer_toy.py [--teacher-steps 2500] [--steps 1500] [--scratch-steps 2000] [--crop 64] [--num 20]
+    python benchmarks/vae_transfer_toy.py stage2_seeds=[0,1,2]      # list keys: key=[a,b] or --key a --key b
 """
-import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+
+from _machine import machine
+
+from tvt_scripts._cli import command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny"
@@ -43,7 +47,7 @@ def _train(yaml: str, overrides: list, log_file: str, threads: int) -> tuple[str
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from tvt.config import load_config
-    from tvt.train.core import Trainer
+    from tvt.train.trainer import Trainer
     from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
     t0, c0 = time.time(), time.process_time()
@@ -93,26 +97,29 @@ def _inversion(decoder, z8, x, steps: int, inits: dict) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+@dataclass
+class VAETransferToyConfig:
+    teacher_steps: int = 2000  # tiny VAE-D8 teacher steps
+    steps: int = 1500  # steps of TVT stage 1 and of stage 2 (each)
+    scratch_steps: int = 1500  # steps of T1 and of T2 (encoder + decoder at once)
+    crop: int = 64  # training crop (evaluation crops are twice this)
+    batch: int = 4
+    lpips_weight: float = 0.0  # LPIPS with a RANDOM VGG (no weights offline): it doubles the cost and is not perceptual
+    stage2_seeds: list = field(default_factory=lambda: [0, 1])  # stage-2 runs, one per seed of the encoder's init
+    t1_seeds: list = field(default_factory=lambda: [0, 1])  # T1 runs, one per seed (the teacher's is 1)
+    num: int = 20  # RealSR HR images for evaluation
+    inversion_steps: int = 200  # 0 skips the latent-inversion diagnostic
+    jobs: int = 2  # training processes at once (threads each: cores / jobs)
+    work: str = str(ROOT / "runs" / "vae_transfer_toy")
+    out: str = str(ROOT / "benchmarks" / "results" / "vae_transfer_toy.md")
+
+
+@command(VAETransferToyConfig)
+def main(args: VAETransferToyConfig) -> int:
     from tvt.data.catalog import paired_dirs
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher-steps", type=int, default=2000, help="tiny VAE-D8 teacher steps")
-    ap.add_argument("--steps", type=int, default=1500, help="steps of TVT stage 1 and of stage 2 (each)")
-    ap.add_argument("--scratch-steps", type=int, default=1500, help="steps of T1 and of T2 (encoder + decoder at once)")
-    ap.add_argument("--crop", type=int, default=64, help="training crop (evaluation crops are twice this)")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--lpips-weight", type=float, default=0.0,
-                    help="LPIPS with a RANDOM VGG (no weights offline): 0 by default, it doubles the cost and is not perceptual")
-    ap.add_argument("--stage2-seeds", type=int, nargs="+", default=[0, 1],
-                    help="stage-2 runs, one per seed of the encoder's random init (the stage-1 run uses seed 0)")
-    ap.add_argument("--t1-seeds", type=int, nargs="+", default=[0, 1], help="T1 runs, one per seed (the teacher's is 1)")
-    ap.add_argument("--num", type=int, default=20, help="RealSR HR images for evaluation")
-    ap.add_argument("--inversion-steps", type=int, default=200, help="0 skips the latent-inversion diagnostic")
-    ap.add_argument("--jobs", type=int, default=2, help="training processes at once (threads each: cores / jobs)")
-    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "vae_transfer_toy")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vae_transfer_toy.md")
-    args = ap.parse_args(argv)
+    args.work, args.out = Path(args.work), Path(args.out)
+    args.stage2_seeds, args.t1_seeds = [int(k) for k in args.stage2_seeds], [int(k) for k in args.t1_seeds]
     t0 = time.time()
     shutil.rmtree(args.work, ignore_errors=True)
     (args.work / "logs").mkdir(parents=True)
@@ -227,8 +234,8 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`",
         "",
-        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
-         f"torch {torch.__version__}, no GPU. Wall time {wall:.0f} s ({train_wall:.0f} s training in {args.jobs} processes "
+        (f"Machine: {machine()} (cores shared with other jobs), "
+         f"torch {torch.__version__}. Wall time {wall:.0f} s ({train_wall:.0f} s training in {args.jobs} processes "
          f"x {threads} thread(s), the rest evaluation and diagnostics). Training CPU time "
          f"{sum(c for _, c in cost.values()):.0f} s; per run (wall / CPU s): "
          + ", ".join(f"{n} {w:.0f}/{c:.0f}" for n, (w, c) in cost.items()) + "."),

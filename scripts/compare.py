@@ -4,6 +4,7 @@
     python scripts/compare.py --crops Canon_004_LR4:128,128,128,128 --dirs bicubic=eval/bicubic/images \\
         --dirs tvt=eval/tvt/images --dirs hr=data/RealSR/HR --figure crops.png
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path

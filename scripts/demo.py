@@ -1,6 +1,6 @@
 """`make demo`: the whole method end to end on the bundled samples, ending in demo_output/report.{md,html}.
 
-Without weights (a fresh clone): the toy recipe (scripts/toy.py) trains the one-step CE-UNet on the DRealSR samples,
+Without weights (a fresh clone): the toy recipe (tvt.demo.toy) trains the one-step CE-UNet on the DRealSR samples,
 starting from the shipped toy VAEs (data/samples/toy: a tiny VAE-D8 teacher and the VAE-D4 of Transfer VAE Training;
 vaes=null trains them too), then super-resolves the held-out RealSR samples and scores them against bicubic. With
 model= (an export, latest:<run_name> or the official release) it runs that model.
@@ -8,6 +8,7 @@ model= (an export, latest:<run_name> or the official release) it runs that model
     python scripts/demo.py                        # toy: about 5 minutes on a 2-core CPU
     python scripts/demo.py model=latest:isr output_dir=demo_real
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import shutil
 import sys
 import time
@@ -15,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from tvt.demo.report import demo_report, vae_reconstructions
+from tvt.demo.text import text_legibility, toy_vaes
+from tvt.demo.toy import ToySteps, train_toy
+from tvt.inference import TVTPipeline, super_resolve_folder
 from tvt.metrics.evaluate import evaluate_folders, write_results
-from tvt.pipeline import TVTPipeline, super_resolve_folder
-from tvt.train.core import resolve_run_path
+from tvt.train.runs import resolve_run_path
 from tvt_scripts._cli import command
-from tvt_scripts.report import demo_report, vae_reconstructions
-from tvt_scripts.toy import ToySteps, train_toy
 
 EXPECTED_MINUTES = 5  # the toy run on a 2-core CPU: 4.5 min measured (README)
 
@@ -38,6 +40,8 @@ class DemoConfig:
     toy: ToySteps = field(default_factory=ToySteps)
     # the toy VAEs to start from (trained by scripts/toy.py, see its README there); null: train them live too
     vaes: Optional[str] = "${samples:toy}"
+    # the report's first section: ACC/NED of HR, bicubic, the VAE reconstructions and TVT on rendered text lines
+    text_samples: Optional[str] = "${samples:text}"  # null: no text section
 
 
 @command(DemoConfig)
@@ -62,7 +66,8 @@ def main(cfg: DemoConfig) -> int:
         write_results(result, out / "eval" / folder)
         summaries[label] = result["summary"]
     vae_rows = vae_reconstructions(toy, images / "HR", work / "vae") if toy else {}
-    md, html = demo_report(out, summaries, vae_rows, toy, sr_dirs, images, cfg.crops, time.time() - start)
+    text = text_legibility(Path(cfg.text_samples), work / "text", model, toy_vaes(toy)) if cfg.text_samples else None
+    md, html = demo_report(out, summaries, vae_rows, toy, sr_dirs, images, cfg.crops, time.time() - start, text)
     print(f"[demo] report: {md} and {html} ({time.time() - start:.0f} s)")
     return 0
 

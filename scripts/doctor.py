@@ -6,13 +6,15 @@ HuggingFace hub, torch.hub), saying what goes where: nothing is ever downloaded 
     python scripts/doctor.py                         # status
     python scripts/doctor.py --download vgg16        # fetch one weight (repeat, or --download all)
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import sys
 from dataclasses import dataclass, field
 
-from tvt.data.catalog import catalog, data_root, missing_datasets
+from tvt.data.catalog import catalog, missing_datasets
 from tvt.errors import InputError
 from tvt.hub import offline
-from tvt.weights import WEIGHTS, WEIGHTS_BY_NAME, fetch, weights_root
+from tvt.roots import data_root, weights_root
+from tvt.weights import WEIGHTS, WEIGHTS_BY_NAME, fetch
 from tvt_scripts._cli import command
 
 

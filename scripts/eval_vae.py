@@ -7,6 +7,7 @@
 --vae NAME=PATH names a row (default: the folder's name); PATH may be latest:<run_name> (under --runs).
 PSNR and SSIM on Y (BT.601), no border crop, on center crops of --crop pixels.
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import json
 import logging
 import sys
@@ -16,12 +17,11 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from tvt.errors import ConfigError
+from tvt.errors import ConfigError, MissingWeightsError
 from tvt.losses.perceptual import LPIPSLoss
 from tvt.metrics.vae import evaluate_vae, load_eval_images, make_ssim_y
-from tvt.models.loading import MissingWeightsError
 from tvt.models.vae import load_vae_d4, load_vae_d8
-from tvt.train.core import resolve_run_path
+from tvt.train.runs import resolve_run_path
 from tvt_scripts._cli import command
 
 COLUMNS = ["psnr_y", "ssim_y", "lpips", "rel_l2", "cosine", "lin_r2", "psnr_y_d4dec_z8", "psnr_y_d8dec_z4",

@@ -1,9 +1,10 @@
 """Build a synthetic HR/LR test set with the Real-ESRGAN degradation (fixed seed: reruns are byte-identical).
 
-    python scripts/make_testset.py --hr data/DIV2K_valid_HR --out data/DIV2K-val --size 512 --seed 0
+    python scripts/make_testset.py --hr data/DIV2K_valid_HR --out data/DIV2K-centre-crops --size 512 --seed 0
 
 Writes OUT/HR/*.png (centre crops; smaller images reflect-padded), OUT/LR/*.png and OUT/manifest.json.
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import sys
 from dataclasses import dataclass
 from typing import Optional

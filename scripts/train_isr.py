@@ -8,9 +8,10 @@ vae_d4: a VAE-D4 folder, or latest:vae_stage2 for the export of the newest finis
 Each run writes runs/NNN-<train.run_name>/ (printed when it starts and ends); train.resume=latest continues the
 newest one from its last checkpoint. Table 7's S1 / S4: architecture=osediff / architecture=s4.
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import sys
 
-from tvt.train.core import Trainer
+from tvt.train.trainer import Trainer
 from tvt.train.isr import ISRConfig, ISRStage
 from tvt_scripts._cli import command
 

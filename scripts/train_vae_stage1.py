@@ -7,12 +7,13 @@ SD 2.1 VAE-D8 encoder's latent of the 2x-upsampled image (L1 + LPIPS + PatchGAN,
 
 This script trains mode=stage1 only; a config that sets another mode is refused. Next comes
 scripts/train_vae_stage2.py with decoder_from=latest:vae_stage1. The Table 6 ablations T1 (mode=scratch) and
-T2 (mode=align) train a VAE without transfer: scripts/train_vae_ablation.py --config configs/vae_t1.yaml (or t2).
+T2 (mode=align) train a VAE without transfer: scripts/train_vae_ablation.py --config configs/ablations/vae_t1.yaml (or t2).
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import sys
 
 from tvt.errors import ConfigError
-from tvt.train.core import Trainer
+from tvt.train.trainer import Trainer
 from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 from tvt_scripts._cli import command
 

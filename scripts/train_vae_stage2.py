@@ -10,11 +10,12 @@ decoder_from: the stage-1 export folder, or latest:vae_stage1 for the newest fin
 This script trains mode=stage2 (its default); a config that sets another mode is refused. The result feeds
 scripts/train_isr.py as vae_d4=latest:vae_stage2.
 """
+import tvt_scripts  # noqa: F401  first: a Ctrl-C during the imports below is one line (tvt_scripts/__init__.py)
 import sys
 from dataclasses import dataclass
 
 from tvt.errors import ConfigError
-from tvt.train.core import Trainer
+from tvt.train.trainer import Trainer
 from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 from tvt_scripts._cli import command
 

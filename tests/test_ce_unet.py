@@ -3,12 +3,27 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 
+from tvt.errors import MissingWeightsError
 from tvt.flops import count_params, unet_complexity
-from tvt.models.ce_unet import (build_ce_unet_from_sd, ce_unet_config, ce_unet_key_report, load_ce_unet, load_sd_unet,
-                                sd_to_ce_unet_key_map)
-from tvt.models.loading import MissingWeightsError
+from tvt.models.ce_unet import build_ce_unet_from_sd, ce_unet_config, load_ce_unet, load_sd_unet, sd_to_ce_unet_key_map
 from tvt.models.sd21 import SD21_UNET_CONFIG, downscale_factor
 from tvt.testing import TINY_TEXT_DIM, tiny_unet_config
+
+
+def ce_unet_key_report(sd_unet: torch.nn.Module, ce_unet: torch.nn.Module) -> dict[str, list[str]]:
+    """Where SD's weights went: CE-UNet names ``copied`` (same shape) / ``sliced`` (see tvt.models.ce_unet._fit), ``new``
+    (random init; must be only up_blocks.3.upsamplers.0) and ``unused_sd`` (SD names with no place: must be [])."""
+    sd_sd, ce_sd = sd_unet.state_dict(), ce_unet.state_dict()
+    copied, sliced, unused = [], [], []
+    for sd_key, targets in sd_to_ce_unet_key_map(sd_sd).items():
+        targets = [k for k in targets if k in ce_sd]
+        if not targets:
+            unused.append(sd_key)
+        for k in targets:
+            (copied if ce_sd[k].shape == sd_sd[sd_key].shape else sliced).append(k)
+    new = sorted(set(ce_sd) - set(copied) - set(sliced))
+    return {"copied": copied, "sliced": sliced, "new": new, "unused_sd": unused}
+
 
 UPSAMPLER = ["up_blocks.3.upsamplers.0.conv.bias", "up_blocks.3.upsamplers.0.conv.weight"]
 

@@ -40,9 +40,19 @@ def test_wavelet_takes_low_frequencies_from_reference():
     assert (high_out - high_img).abs().mean() < 0.01
 
 
-def test_wavelet_of_image_equal_to_reference_is_identity():
-    x = _smooth() * 0.8 + 0.1
-    torch.testing.assert_close(wavelet_color_fix(x, x), x, atol=1e-5, rtol=0)
+def test_wavelet_levels_are_dilated_binomial_blurs():
+    """2 levels = the image minus its blur by [1, 2, 1]/4 (squared) at dilation 1, then 2, plus the reference's low
+    frequencies: on a point of light over a flat reference, the row through it is 0.5 + 0.25 (delta - k) with
+    k = [1, 2, 1]/4 * [1, 0, 2, 0, 1]/4 = [1, 2, 3, 4, 3, 2, 1]/16 in 1D, times 1/4 for the middle row (the
+    official wavelet_color_fix's kernel and radii; a box blur or other radii give other numbers)."""
+    image = torch.full((1, 3, 17, 17), 0.5)
+    image[..., 8, 8] += 0.25
+    out = wavelet_color_fix(image, torch.full_like(image, 0.5), levels=2)
+    k = torch.tensor([1, 2, 3, 4, 3, 2, 1]) / 16 / 4
+    expected = 0.5 - 0.25 * k
+    expected[3] += 0.25
+    torch.testing.assert_close(out[0, :, 8, 5:12], expected.expand(3, 7), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[0, :, 8, :4], torch.full((3, 4), 0.5), atol=1e-6, rtol=0)  # beyond the kernel
 
 
 def test_apply_color_fix_dispatch():

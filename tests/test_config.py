@@ -1,9 +1,10 @@
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
-from tvt.config import ConfigError, load_config
+from tvt.config import ConfigError, config_help, load_config, ranged
 
 
 @dataclass
@@ -81,7 +82,7 @@ def test_help_lists_every_key_with_type_default_and_comment():
 def test_tiny_configs_name_their_inputs_by_stage_and_say_what_makes_the_tiny_sd(tmp_path, monkeypatch):
     """Every tiny config loads; its inputs are runs/tiny_sd and latest:<stage>, and a fresh folder gets one line
     saying which command makes the tiny SD folder (not a hint to download SD 2.1)."""
-    from tvt.models.loading import MissingWeightsError
+    from tvt.errors import MissingWeightsError
     from tvt.train.isr import ISRConfig, ISRStage
     from tvt.train.vae_transfer import VAETransferConfig
 
@@ -117,3 +118,36 @@ def test_every_script_is_a_console_command_and_answers_help(capsys):
         main = getattr(importlib.import_module(module), fn)
         assert main(["--help"]) == 0, name
         assert "--" in capsys.readouterr().out, name
+
+
+@dataclass
+class _Ranged:
+    every: int = ranged(500, min=1)  # steps between saves
+    share: float = ranged(0.5, min=0, max=1)
+    tile: Optional[int] = ranged(None, min=0)  # 0: none
+    train: _Inner = field(default_factory=_Inner)
+
+
+def test_numeric_ranges_are_checked_up_front_and_shown_in_help():
+    """A field declared with ``ranged`` refuses values outside its range with one line naming the key; an unset
+    Optional passes; --help shows the range."""
+    assert load_config(_Ranged, ["every=1", "share=1", "tile=0"]).every == 1
+    assert load_config(_Ranged, []).tile is None
+    for override, message in (("every=0", "every must be >= 1, got 0"), ("share=1.5", "share must be between 0 and 1"),
+                               ("tile=-5", "tile must be >= 0, got -5")):
+        with pytest.raises(ConfigError) as e:
+            load_config(_Ranged, [override])
+        assert message in str(e.value) and "\n" not in str(e.value)
+    text = config_help(_Ranged)
+    assert "(int, 500, >= 1)  steps between saves" in text and "(float, 0.5, between 0 and 1)" in text
+
+
+@pytest.mark.parametrize("argv, message", [(["--tile_size", "-5"], "tile_size must be >= 0, got -5"),
+                                           (["--process_size", "-1"], "process_size must be >= 0, got -1")])
+def test_infer_refuses_out_of_range_numbers_before_any_work(argv, message, tmp_path, capsys):
+    from tvt_scripts.infer import main
+
+    (tmp_path / "in").mkdir()
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "bicubic", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n" and not (tmp_path / "out").exists()

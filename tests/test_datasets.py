@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from tvt.data.datasets import HRImageDataset, PairedImageDataset, seed_worker
+from tvt.data.datasets import HRImageDataset, PairedImageDataset
 
 
 def rgb(h, w, seed=0):
@@ -26,8 +26,13 @@ def folder(tmp_path):
     return d
 
 
+def anywhere(folder):
+    """The folder as a source cropped anywhere, one sample per image (no stride windows)."""
+    return [{"path": str(folder), "stride": None}]
+
+
 def test_items_shapes_and_types(folder):
-    ds = HRImageDataset(folder, crop_size=48)
+    ds = HRImageDataset(anywhere(folder), crop_size=48)
     assert len(ds) == 5
     for i in range(len(ds)):
         item = ds[i]
@@ -40,30 +45,39 @@ def test_items_shapes_and_types(folder):
 
 
 def test_crops_seeded_by_seed_epoch_index(folder):
-    ds = HRImageDataset(folder, crop_size=32)
+    ds = HRImageDataset(anywhere(folder), crop_size=32)
     a = ds[0]["hr"]
     assert torch.equal(a, ds[0]["hr"])
     ds.set_epoch(1)
     assert not torch.equal(a, ds[0]["hr"])
     ds.set_epoch(0)
     assert torch.equal(a, ds[0]["hr"])
-    assert not torch.equal(a, HRImageDataset(folder, crop_size=32, seed=1)[0]["hr"])
+    assert not torch.equal(a, HRImageDataset(anywhere(folder), crop_size=32, seed=1)[0]["hr"])
     # same crops whatever the number of workers
     one = torch.cat([b["hr"] for b in DataLoader(ds, batch_size=2, num_workers=0)])
-    two = torch.cat([b["hr"] for b in DataLoader(ds, batch_size=2, num_workers=2, worker_init_fn=seed_worker)])
+    two = torch.cat([b["hr"] for b in DataLoader(ds, batch_size=2, num_workers=2)])
     assert torch.equal(one, two)
 
 
-def test_small_images_pad_or_skip(folder, caplog):
-    ds = HRImageDataset(folder, crop_size=64)
+def test_small_images_pad_resize_or_skip(folder, caplog):
+    ds = HRImageDataset(anywhere(folder), crop_size=64)
     with caplog.at_level(logging.WARNING):
         assert ds[4]["hr"].shape == (3, 64, 64)  # 20x30 reflect-padded (repeatedly)
     with caplog.at_level(logging.WARNING):
-        skip = HRImageDataset(folder, crop_size=72, small_policy="skip")
+        skip = HRImageDataset(anywhere(folder), crop_size=72, small_policy="skip")
     assert [p.name for p in skip.paths] == ["a.png", "d_16bit.png"] and skip.num_small == 3
     assert sum("smaller than crop_size" in r.message for r in caplog.records) == 2  # one per dataset
     with pytest.raises(ValueError, match="small_policy"):
         HRImageDataset(folder, small_policy="crop")
+    # LDM's autoencoder data rescales (SmallestMaxSize, INTER_AREA): 30x20 -> 96x64, then the crop; no padding
+    resized = HRImageDataset(anywhere(folder), crop_size=64, small_policy="resize")[4]["hr"]
+    padded = ds[4]["hr"]
+    assert resized.shape == (3, 64, 64) and not torch.equal(resized, padded)
+    import cv2
+
+    small = np.asarray(Image.open(folder / "e_tiny.png"), dtype=np.float32) / 255
+    ref = torch.from_numpy(cv2.resize(small, (96, 64), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)
+    assert any(torch.allclose(resized, ref[:, :, x : x + 64], atol=1e-6) for x in range(33))
 
 
 def test_unreadable_files_are_skipped_with_a_warning(folder, tmp_path, caplog):
@@ -72,7 +86,7 @@ def test_unreadable_files_are_skipped_with_a_warning(folder, tmp_path, caplog):
     (folder / "g_not_an_image.jpg").write_text("hello")
     lst = tmp_path / "list.txt"
     lst.write_text("hr/f_truncated.png\nhr/g_not_an_image.jpg\nhr/a.png\n")
-    ds = HRImageDataset([lst], crop_size=32)
+    ds = HRImageDataset([{"path": str(lst), "stride": None}], crop_size=32)
     with caplog.at_level(logging.WARNING):
         items = [ds[i] for i in range(len(ds))]
     assert all(it["path"].endswith("a.png") for it in items)

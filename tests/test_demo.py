@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 
-from tvt_scripts.report import plot_curves, smooth, write_report
+from conftest import SAMPLES
+from tvt.demo.report import plot_curves, smooth, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,9 +33,15 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     nb = nbformat.read(ROOT / "examples" / "quickstart.ipynb", as_version=4)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: tiny models run faster on one thread
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the kernel's temp folders: none may be left behind
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))  # torch's cache, kept (not ours)
+    (tmp_path / "work").mkdir()
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path / "work")}}).execute()
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "(32, 32) -> (128, 128)" in out and "PSNR-Y" in out
+    assert list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "work").iterdir()) == []
 
 
 def test_toy_demo_end_to_end(tmp_path, realsr):
@@ -46,8 +53,12 @@ def test_toy_demo_end_to_end(tmp_path, realsr):
     for sub in ("HR", "LR"):
         (tmp_path / "pair" / sub).mkdir(parents=True)
         shutil.copy(realsr / sub / "Canon_004_LR4.png", tmp_path / "pair" / sub)
+    for sub, ext in (("HR", "png"), ("LR", "png"), ("annos", "txt")):  # two of the text samples, one per language
+        (tmp_path / "text" / sub).mkdir(parents=True)
+        for name in ("en_01", "zh_02"):
+            shutil.copy(SAMPLES / "text" / sub / f"{name}.{ext}", tmp_path / "text" / sub)
     out = tmp_path / "demo"
-    assert main([f"output_dir={out}", f"images={tmp_path / 'pair'}", "toy.isr=2",
+    assert main([f"output_dir={out}", f"images={tmp_path / 'pair'}", "toy.isr=2", f"text_samples={tmp_path / 'text'}",
                  "--crops", "Canon_004_LR4:256,160,128,128"]) == 0
     text = (out / "report.md").read_text()
     assert text.index("toy run") < text.index("Bicubic") and "VAE-D4" in text
@@ -55,6 +66,12 @@ def test_toy_demo_end_to_end(tmp_path, realsr):
     assert "ship with it (data/samples/toy/" in text  # the report says where the VAEs come from
     assert (out / "report.html").is_file() and (out / "crops.png").is_file() and len(list(out.glob("loss_*.png"))) == 4
     assert {p.name for p in (out / "eval").iterdir()} == {"bicubic", "tvt_adain", "tvt_wavelet"}
+    # the first results section: text legibility (PP-OCR ACC/NED) of HR, bicubic, both toy VAEs and TVT
+    assert text.index("What this is") < text.index("## Text legibility") < text.index("## RealSR samples")
+    for row in ("| HR |", "| Bicubic |", "| VAE-D8 reconstruction (toy) |", "| VAE-D4 reconstruction (toy) |",
+                "| TVT (one step, from the LR) |"):
+        assert row in text
+    assert (out / "text_crops.png").is_file() and "**This run:** The toy VAE-D4 reconstruction (" in text
 
 
 def test_toy_recipe_trains_ships_and_reuses_its_vaes(tmp_path, capsys):
@@ -62,7 +79,8 @@ def test_toy_recipe_trains_ships_and_reuses_its_vaes(tmp_path, capsys):
     exactly those VAEs and their loss logs."""
     import filecmp
 
-    from tvt_scripts.toy import ToySteps, main, train_toy
+    from tvt.demo.toy import ToySteps, train_toy
+    from tvt_scripts.toy import main
 
     ship = tmp_path / "ship"
     assert main([f"work={tmp_path / 'w'}", "steps.teacher=2", "steps.stage1=2", "steps.stage2=2", "isr=false",
@@ -84,11 +102,11 @@ def test_shipped_toy_vaes_reconstruct_held_out_images():
     23.0 dB mean PSNR-Y on 128 px centre crops of the six samples): Table 1's direction, D4 well above D8."""
     import torch
 
-    from tvt.data.catalog import samples_root
+    from tvt.demo.toy import SHIPPED_VAES
     from tvt.io import image_to_tensor, list_images
     from tvt.metrics.image import psnr_y
     from tvt.models.vae import load_vae_d4, load_vae_d8
-    from tvt_scripts.toy import SHIPPED_VAES
+    from tvt.roots import samples_root
 
     hr = torch.stack([image_to_tensor(p)[:, 192:320, 192:320] for p in list_images(samples_root() / "RealSR" / "HR")])
     psnr = {}

@@ -134,4 +134,51 @@ def test_compare_refuses_or_uses_common_images(folders, tmp_path, capsys):
     assert f"{a:.2f}" in out.split("\n")[2] and f"{a:.2f}" in out.split("\n")[3]  # both rows: image a's score
     (tmp_path / "single" / "per_image.csv").unlink()
     assert compare_main([str(tmp_path / "all" / "summary.json"), str(tmp_path / "single" / "summary.json")]) == 2
-    assert "different numbers of images" in capsys.readouterr().err
+    assert "cannot show the evaluations scored the same images" in capsys.readouterr().err
+
+
+def test_compare_refuses_disjoint_sets_of_equal_size(folders, tmp_path, capsys):
+    """Two evaluations of one image each, different images: equal counts prove nothing. With a per_image.csv
+    missing, no table and no winner."""
+    pred, gt = folders
+    for name in ("a", "b"):
+        for sub in ("gt", "pred"):
+            (tmp_path / name / sub).mkdir(parents=True)
+            shutil.copy((gt if sub == "gt" else pred) / f"{name}.png", tmp_path / name / sub / f"{name}.png")
+        assert eval_main(["--pred", str(tmp_path / name / "pred"), "--gt", str(tmp_path / name / "gt"), "--metrics",
+                          "psnr", "--out", str(tmp_path / f"eval_{name}"), "--progress=false"]) == 0
+    (tmp_path / "eval_b" / "per_image.csv").unlink()
+    capsys.readouterr()
+    table = tmp_path / "table.md"
+    assert compare_main([str(tmp_path / "eval_a" / "summary.json"), str(tmp_path / "eval_b" / "summary.json"),
+                         "--out", str(table)]) == 2
+    out, err = capsys.readouterr()
+    assert "**" not in out and not table.exists()
+    assert err.startswith("error: ") and err.count("\n") == 1 and "eval_b/per_image.csv missing" in err
+
+
+def test_non_image_among_predictions_is_one_line(folders, tmp_path, capsys):
+    pred, gt = folders
+    (pred / "b.png").write_text("not an image")  # replaces a prediction
+    args = ["--pred", str(pred), "--gt", str(gt), "--metrics", "psnr", "--progress=false"]
+    assert eval_main(args + ["--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "unreadable: cannot read image" in err and "b.png" in err
+    assert not (tmp_path / "o1").exists()
+    assert eval_main(args + ["--out", str(tmp_path / "o2"), "--allow_missing"]) == 0  # scored on the others
+    assert json.loads((tmp_path / "o2" / "summary.json").read_text())["num_images"] == 2
+
+
+def test_camera_orientation_is_applied_to_predictions_and_gt(tmp_path):
+    """A GT photo stored landscape with EXIF Orientation=6 is portrait; an upright prediction of it matches."""
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)  # stored 48 wide, 32 high
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "gt" / "photo.png", exif=exif)  # lossless, so the scores are exact
+    Image.fromarray(np.rot90(pixels, -1).copy()).save(tmp_path / "pred" / "photo.png")  # turned clockwise: upright
+    assert eval_main(["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--metrics", "psnr",
+                      "--out", str(tmp_path / "o"), "--progress=false"]) == 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["psnr"] >= 60  # identical (pyiqa caps at 80 dB)

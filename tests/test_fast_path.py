@@ -4,7 +4,6 @@ tiles are chosen by UNet MACs; folders run in batches.
 
 torch.compile runs here with a recording backend (dynamo captures each compiled part; no code generation, which
 takes minutes for the tiny UNet on a CPU) and with inductor on a one-conv UNet; the full inductor check is slow."""
-import inspect
 import logging
 from types import SimpleNamespace
 
@@ -20,10 +19,11 @@ import tvt_scripts.eval as eval_cli
 import tvt_scripts.infer as infer_cli
 from tvt.errors import InputError
 from tvt.models.ce_unet import ce_unet_config
-from tvt.models.generator import COMPILED_PARTS, sdpa_order
+from tvt.models.generator import COMPILED_PARTS, Tiling, sdpa_order
 from tvt.models.sd21 import SD21_SCHEDULER_CONFIG, SD21_UNET_CONFIG, SD21_VAE_CONFIG
 from tvt.models.vae import build_vae_d4
-from tvt.pipeline import TVTPipeline, _SRPipeline, super_resolve_folder
+from tvt.inference import TVTPipeline, super_resolve_folder
+from tvt.inference.base import _SRPipeline
 
 TOL = 1e-4  # fp32 images in [0, 1]: channels_last kernels, batched tiles and compiled graphs round differently
 # latent 32 x 32 (TVT: 128 px at x1) in 3 x 3 tiles of 16 overlapping by 4, three per UNet call: one UNet shape
@@ -135,15 +135,29 @@ def test_posterior_noise_drawn_first_is_latent_dist_sample(tvt_pipe):
     assert torch.equal(z, ref)
 
 
-def test_defaults_are_untouched():
-    """The fast path is opt-in: the call and constructor defaults (docs/fidelity.md) do not mention it, and
-    enable_fast_inference is the one way in; a bicubic pipeline accepts it and does nothing."""
-    for fn in (TVTPipeline.__init__, TVTPipeline.__call__, TVTPipeline.from_pretrained):
-        params = inspect.signature(fn).parameters
-        assert not {"compile", "channels_last", "sdpa_backend", "bounded_tiles", "tile_batch"} & set(params)
-    assert inspect.signature(super_resolve_folder).parameters["batch_size"].default == 1
+def test_defaults_are_untouched(tvt_pipe, tmp_path):
+    """The fast path is opt-in. A new pipeline runs eager (nothing compiled, contiguous weights, torch's SDPA order),
+    with the official tiles (latent 192 / 64, one tile per UNet call) even on a latent where the bounded tiles would
+    cost less; a folder runs one image per call; a bicubic pipeline accepts enable_fast_inference and does nothing."""
+    pipe = tvt_pipe
+    _no_fast_path_left(pipe)
+    # bounded tiles would pick 96 / 16 here (test_bounded_tiles_bound_the_first_level_and_are_used_where_they_cost_less)
+    assert pipe.tiling_for(1024, 1024) == Tiling(192, 64, 1, 768)
+    calls = []
+    pipe_call = pipe.__call__
+
+    def counting(images, **kwargs):
+        calls.append(len(images) if isinstance(images, torch.Tensor) and images.ndim == 4 else 1)
+        return pipe_call(images, **kwargs)
+
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((12, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    assert len(super_resolve_folder(counting, tmp_path, tmp_path / "out", upscale=1, progress=False).written) == 3
+    assert calls == [1, 1, 1]
     bicubic = TVTPipeline.from_pretrained("bicubic")
+    x = torch.rand(1, 3, 8, 8)
     assert isinstance(bicubic, _SRPipeline) and bicubic.enable_fast_inference(compile=True) is bicubic
+    assert torch.equal(bicubic(x, output_type="pt").images, TVTPipeline.from_pretrained("bicubic")(x, output_type="pt").images)
 
 
 def test_sdpa_order_and_logged_fallback(caplog):
@@ -210,8 +224,7 @@ def test_bounded_tiles_bound_the_first_level_and_are_used_where_they_cost_less()
     assert tvt.latent_tiling(48, 8, 4, latent_size=(256, 256)) == (48, 8)  # given tiles are kept
     tile, overlap = osediff.latent_tiling(None, None, 4, latent_size=(128, 128))
     assert osediff.tiling_macs(128, 128, tile, overlap) <= osediff.tiling_macs(128, 128, 96, 32)
-    assert tvt.prepare_tiling(1024, 1024) == (96, 16)
-    assert (tvt.vae.use_tiling, tvt.vae.tile_sample_min_size) == (True, 1024)  # the VAE runs whole up to 1024 px
+    assert tvt.tiling_for(1024, 1024) == Tiling(96, 16, 16, 1024)  # the VAE runs whole up to 1024 px
     tvt.disable_fast_inference()
     assert tvt.latent_tiling(None, None, 4, latent_size=(256, 256)) == (192, 64)  # off: the official tiles
 
@@ -262,9 +275,9 @@ def test_cli_fast_path_keys_reach_the_pipeline(monkeypatch, tmp_path):
     assert infer_cli.main(argv[:6]) == 0 and "fast" not in seen and seen["folder"]["batch_size"] == 1
     assert infer_cli.main([*argv[:6], "--compile_mode", "fastest"]) == 2  # a user error, one line
 
-    import tvt.pipeline
+    import tvt.inference
 
-    monkeypatch.setattr(tvt.pipeline, "super_resolve_folder", folder)
+    monkeypatch.setattr(tvt.inference, "super_resolve_folder", folder)
     monkeypatch.setattr(eval_cli, "paired_dirs", lambda dataset, root: (tmp_path, tmp_path, 4))
     monkeypatch.setattr(eval_cli, "evaluate_folders", lambda *a: (_ for _ in ()).throw(SystemExit(0)))
     seen.clear()

@@ -4,7 +4,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from tvt.models.generator import OneStepGenerator, tile_groups
+from tvt.models.generator import OneStepGenerator, Tiling, gaussian_weights, tile_groups
 from tvt.models.vae import load_vae_d8
 from tvt.prompts import FixedPromptExtractor, PromptSpec, encode_prompts, official_inference_prompt
 
@@ -65,9 +65,9 @@ def test_prompt_text_and_batch_encoding(tiny_sd):
     assert official_inference_prompt().text("cat") == "cat, clean, high-resolution, 8k,"
 
 
-def test_latent_tiling_is_a_switch_on_the_generator(tiny_sd):
-    """enable_tiling runs denoise on overlapping tiles (one UNet call each) and blends them; the real tiny UNet
-    differs from the untiled one only near tile borders, and disable_tiling gives the untiled result back."""
+def test_latent_tiling_is_a_call_argument_and_blends_the_tiles(tiny_sd):
+    """A Tiling passed to denoise runs it on overlapping tiles (one UNet call each) and blends them: the result is
+    the Gaussian-weighted mean of each tile's own denoise, computed here by hand; a call without it is whole."""
     unet, sched, _, te = _parts(tiny_sd)
     gen = OneStepGenerator(load_vae_d8(tiny_sd), unet, sched.alphas_cumprod).eval()
     calls = []
@@ -75,18 +75,23 @@ def test_latent_tiling_is_a_switch_on_the_generator(tiny_sd):
     z, emb = torch.randn(1, 4, 24, 24), torch.randn(1, 77, te.config.hidden_size)
     with torch.no_grad():
         whole = gen.denoise(z, emb)
-        gen.enable_tiling(16, 8)  # tile starts 0, 8 per side
-        tiled = gen.denoise(z, emb)
-        gen.disable_tiling()
+        tiled = gen.denoise(z, emb, Tiling(16, 8))  # tile starts 0, 8 per side
         again = gen.denoise(z, emb)
-    assert len(calls) == 1 + 4 + 1 and torch.equal(again, whole)
-    assert tiled.shape == whole.shape and 0 < (tiled - whole).abs().max() < (whole.abs().max())
+        weight = gaussian_weights(16, 16)
+        num, den = torch.zeros_like(z), torch.zeros(1, 1, 24, 24)
+        for y in (0, 8):
+            for x in (0, 8):
+                num[..., y : y + 16, x : x + 16] += gen.denoise(z[..., y : y + 16, x : x + 16], emb) * weight
+                den[..., y : y + 16, x : x + 16] += weight
+    assert len(calls) == 1 + 4 + 1 + 4 and torch.equal(again, whole)
+    torch.testing.assert_close(tiled, num / den, atol=1e-5, rtol=0)
+    assert (tiled - whole).abs().max() > 1e-3  # the tiles see less context: not the whole result
     with pytest.raises(ValueError, match="overlap"):
-        gen.enable_tiling(8, 8)
+        Tiling(8, 8)
 
 
 def test_tiles_run_in_batches(tiny_sd):
-    """enable_tiling(tile, overlap, batch): up to ``batch`` tiles per UNet call, in even groups, each image's prompt
+    """Tiling(tile, overlap, batch): up to ``batch`` tiles per UNet call, in even groups, each image's prompt
     with its tiles; the result is the one-by-one blend."""
     assert tile_groups(9, 4) == [3, 3, 3] and tile_groups(25, 16) == [13, 12] and tile_groups(3, 1) == [1, 1, 1]
     unet, sched, tok, te = _parts(tiny_sd)
@@ -96,12 +101,10 @@ def test_tiles_run_in_batches(tiny_sd):
                                    with_kwargs=True)
     z, emb = torch.randn(2, 4, 24, 24), encode_prompts(tok, te, ["a cat", "a dog"])  # two images, two prompts
     with torch.no_grad():
-        gen.enable_tiling(16, 8)  # 2 x 2 tiles
-        one_by_one = gen.denoise(z, emb)
-        gen.enable_tiling(16, 8, batch=3)  # 4 tiles in groups of 2
-        batched = gen.denoise(z, emb)
+        one_by_one = gen.denoise(z, emb, Tiling(16, 8))  # 2 x 2 tiles
+        batched = gen.denoise(z, emb, Tiling(16, 8, batch=3))  # 4 tiles in groups of 2
     assert [b for b, _ in batches] == [2] * 4 + [4, 4]
     assert torch.equal(batches[-1][1], torch.cat([emb, emb]))  # tile-major: the prompts repeat per tile
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="batch"):
-        gen.enable_tiling(16, 8, batch=0)
+        Tiling(16, 8, batch=0)

@@ -2,12 +2,13 @@
 (main() runs behind the command-line boundary, scripts/_cli.py: user errors -> "error: ..." + exit 2)."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import tvt_scripts.infer as cli
 from tvt.config import load_config
-from tvt.pipeline import TVTPipeline
+from tvt.inference import TVTPipeline
 
 FAST = ["--process_size", "0"]  # small test images run at their own size, not the official 512
 
@@ -126,7 +127,7 @@ def test_cli_interrupt_leaves_no_half_written_output(lr_folder, tmp_path, capsys
     out = tmp_path / "o"
     assert cli.main(["-i", str(folder), "-o", str(out), "--model", "bicubic"]) == 130
     assert capsys.readouterr().err.strip().endswith("interrupted (Ctrl-C)")  # after the progress bar
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # no partial file, no temp file, and no empty folder
 
 
 def test_cli_aliases_and_help(capsys):
@@ -136,3 +137,62 @@ def test_cli_aliases_and_help(capsys):
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert all(k in text for k in ("-i = --input", "upscale", "1 to 4", "tile_overlap", "prompt_extractor", "overwrite"))
+
+
+def test_output_folder_holding_the_inputs_is_refused(lr_folder, tmp_path, capsys):
+    """-i DIR -o DIR (even with --overwrite) would replace the LR inputs with their outputs: refused, inputs intact."""
+    folder, stems = lr_folder
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for inputs in (folder, folder / "*.png", folder / f"{stems[0]}.png"):
+        assert cli.main(["-i", str(inputs), "-o", str(folder), "--model", "bicubic", "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: output folder {folder} holds the input(s) ") and err.count("\n") == 1, err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    (folder / "sub").mkdir()  # an output folder inside the input folder holds no input: fine
+    assert cli.main(["-i", str(folder), "-o", str(folder / "sub"), "--model", "bicubic"]) == 0
+
+
+def test_empty_input_is_an_error_unless_allowed_and_leaves_no_folder(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no images here")
+    out = tmp_path / "out" / "sr"
+    assert cli.main(["-i", str(tmp_path / "in"), "-o", str(out), "--model", "bicubic"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no images found in") and err.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert cli.main(["-i", str(tmp_path / "in"), "-o", str(out), "--model", "bicubic", "--allow_empty"]) == 0
+    assert "done 0, skipped 0, failed 0" in capsys.readouterr().out and not (tmp_path / "out").exists()
+
+
+def test_failed_run_leaves_no_empty_output_folder(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.png").write_text("not an image")
+    assert cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "bicubic"]) == 1
+    assert "failed 1" in capsys.readouterr().out and not (tmp_path / "out").exists()
+
+
+def test_cuda_device_without_a_gpu_is_one_line(lr_folder, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    folder, _ = lr_folder
+    for device in ("cuda", "cuda:1"):
+        assert cli.main(["-i", str(folder), "-o", str(tmp_path / "o"), "--model", "bicubic", "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: device '{device}': no CUDA GPU is available here") and err.count("\n") == 1
+    assert cli.main(["-i", str(folder), "-o", str(tmp_path / "o"), "--model", "bicubic", "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_camera_photo_comes_out_upright(tmp_path):
+    """A JPEG stored 192x128 with EXIF Orientation=6 (a portrait photo): the output is portrait, 4x."""
+    pixels = np.zeros((128, 192, 3), dtype=np.uint8)
+    pixels[:32, :32] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "in").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "in" / "photo.jpg", exif=exif, quality=95)
+    assert cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "bicubic",
+                     "--upscale", "2"]) == 0
+    out = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    assert out.shape == (384, 256, 3) and out[:64, -64:].mean() > 200 and out[:64, :64].mean() < 50

@@ -123,3 +123,100 @@ def test_atomic_dir_replaces_whole_folders_with_normal_permissions(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "c.txt").write_text("3")
     assert [p.name for p in target.iterdir()] == ["c.txt"] and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: EXIF orientation, declared size, float TIFFs; permissions of what is written
+# ---------------------------------------------------------------------------------------------
+def camera_jpeg(path, width=192, height=128, orientation=6):
+    """A JPEG stored ``width`` x ``height`` with a red block at its stored top-left and the EXIF Orientation tag a
+    camera writes when it was held upright (6: the viewer turns it 90 degrees clockwise)."""
+    pixels = np.zeros((height, width, 3), dtype=np.uint8)
+    pixels[:32, :32] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_exif_orientation_is_applied_when_reading(tmp_path):
+    from tvt.io import image_size
+
+    path = camera_jpeg(tmp_path / "camera.jpg")
+    assert Image.open(path).size == (192, 128)  # as stored
+    img = read_image(path)
+    assert img.size == (128, 192) and image_size(path) == (128, 192)  # upright: portrait
+    red = np.asarray(img)[:32, -32:].mean(axis=(0, 1))
+    assert red[0] > 200 and red[1] < 40  # the stored top-left is now the top-right (turned clockwise)
+    assert image_to_tensor(path).shape == (3, 192, 128)
+
+
+def png_declaring(path, width, height):
+    """A valid 1-bit black PNG of width x height: a few hundred KB on disk that declares width x height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = (b"\0" * (1 + (width + 7) // 8)) * height  # filter byte + packed bits, per row
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_declared_pixel_count_is_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = png_declaring(tmp_path / "bomb.png", 10000, 10000)
+    assert path.stat().st_size < 100_000
+
+    def decode(self, *args, **kwargs):
+        raise AssertionError("decoded before its size was checked")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    with pytest.raises(ImageReadError) as e:
+        image_to_tensor(path)
+    _one_line_error(e, "bomb.png", "10000x10000", "100.0 MP", "limit")
+
+
+def test_float32_rgb_tiff_is_read(tmp_path):
+    import tifffile
+
+    pixels = np.random.default_rng(0).random((5, 7, 3), dtype=np.float32)
+    tifffile.imwrite(tmp_path / "float.tif", pixels)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(pixels, -1, 0), planarconfig="separate", photometric="rgb")
+    expected = torch.from_numpy(np.round(pixels * 255) / 255).permute(2, 0, 1).float()
+    for name in ("float.tif", "planar.tif"):
+        torch.testing.assert_close(image_to_tensor(tmp_path / name), expected)
+    tifffile.imwrite(tmp_path / "hdr.tif", pixels * 1000)
+    with pytest.raises(ImageReadError) as e:
+        read_image(tmp_path / "hdr.tif")
+    _one_line_error(e, "hdr.tif", "[0, 1]")
+
+
+def test_safetensors_written_in_atomic_folders_are_readable_by_all(tmp_path):
+    """The safetensors library creates its files 0600; a folder written atomically holds them as a plain write
+    would (0644 under the usual umask), subfolders included."""
+    from safetensors.torch import save_file
+
+    with atomic_dir(tmp_path / "export") as tmp:
+        (tmp / "sub").mkdir()
+        save_file({"w": torch.zeros(2)}, str(tmp / "sub" / "w.safetensors"))
+        assert stat.S_IMODE((tmp / "sub" / "w.safetensors").stat().st_mode) == 0o600  # what the library does
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "export" / "sub" / "w.safetensors").stat().st_mode) == 0o666 & ~umask
+
+
+def test_datasets_read_camera_photos_upright(tmp_path):
+    """A pair whose HR is a camera JPEG stored landscape with Orientation=6: the dataset checks and returns it
+    upright, so it pairs with its upright LR."""
+    from tvt.data.datasets import PairedImageDataset
+
+    (tmp_path / "HR").mkdir()
+    (tmp_path / "LR").mkdir()
+    camera_jpeg(tmp_path / "HR" / "photo.jpg", width=192, height=128)
+    Image.new("RGB", (32, 48)).save(tmp_path / "LR" / "photo.png")  # upright LR: 32 wide, 48 high
+    item = PairedImageDataset(tmp_path / "HR", tmp_path / "LR", scale=4)[0]
+    assert item["hr"].shape == (3, 192, 128) and item["lr"].shape == (3, 48, 32)

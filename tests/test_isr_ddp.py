@@ -14,7 +14,7 @@ from PIL import Image
 SCRIPT = textwrap.dedent('''
     import json, sys, torch
     from tvt.config import load_config
-    from tvt.train.core import Trainer
+    from tvt.train.trainer import Trainer
     from tvt.train.isr import ISRConfig, ISRStage
 
     class Probe(ISRStage):
@@ -22,10 +22,11 @@ SCRIPT = textwrap.dedent('''
             r = self.accelerator.process_index
             with open(f"{sys.argv[1]}/positions-{r}.jsonl", "a") as f:
                 f.write(json.dumps(batch["position"].tolist()) + "\\n")
-            logs = super().train_step(batch, step)
-            with open(f"{sys.argv[1]}/l2-{r}.jsonl", "a") as f:
-                f.write(json.dumps(float(logs["l2"])) + "\\n")
-            return logs
+            for loss, logs in super().train_step(batch, step):
+                if "l2" in logs:
+                    with open(f"{sys.argv[1]}/l2-{r}.jsonl", "a") as f:
+                        f.write(json.dumps(float(logs["l2"])) + "\\n")
+                yield loss, logs
 
     cfg = load_config(ISRConfig, None, sys.argv[2:])
     stage = Probe(cfg)

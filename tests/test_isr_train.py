@@ -10,10 +10,11 @@ from conftest import small_hr_folder
 import torch
 
 from tvt.config import load_config
-from tvt.models.loading import MissingWeightsError
+from tvt.errors import MissingWeightsError
 from tvt.prompts import PromptExtractor, PromptSpec, build_prompt_extractor, register_extractor
-from tvt.train.core import Trainer, memory_by_category
 from tvt.train.isr import ISRConfig, ISRStage
+from tvt.train.memory import memory_by_category
+from tvt.train.trainer import Trainer
 
 
 class FakeTagger(PromptExtractor):
@@ -78,8 +79,9 @@ def test_frozen_weights_in_bf16_train_exactly_as_fp32_ones(tmp_path_factory, hr_
     """bf16 mixed precision (CPU autocast): one optimizer step with the frozen Linear/Conv weights stored in bf16
     (frozen_dtype=compute) and one with them in fp32 give the same losses and the same updated weights (autocast
     rounds those weights to bf16 at every call anyway; tolerance 0, observed equal); trainable parameters are
-    fp32, the frozen UNet/text-encoder Linear/Conv weights bf16, the VAE fp32; the parameter memory saved is
-    exactly 2 bytes per stored weight."""
+    fp32, the frozen Linear/Conv weights of the generator's UNet, the text encoder and LPIPS bf16, the VAE and the
+    fake-score UNet (computed in fp32 outside autocast, as official) fp32; the parameter memory saved is exactly
+    2 bytes per stored weight."""
     steps = {}
     for frozen in ("compute", "fp32"):
         cfg = _cfg(tmp_path_factory, hr_dir, tiny_sd, tiny_vae_d4, "train.mixed_precision=bf16", "train.batch_size=1",
@@ -94,11 +96,12 @@ def test_frozen_weights_in_bf16_train_exactly_as_fp32_ones(tmp_path_factory, hr_
         trained = [(p, q) for p, q in zip(a.parameters(), b.parameters()) if p.requires_grad]
         assert trained and all(p.dtype == torch.float32 and torch.equal(p, q) for p, q in trained)
     unet = low.accelerator.unwrap_model(low.generator).unet
-    for model in (unet, low.accelerator.unwrap_model(low.vsd.fake_unet), low.text_encoder):
+    for model in (unet, low.text_encoder, low.lpips):
         frozen = {n: p.dtype for n, p in model.named_parameters() if not p.requires_grad}
         assert frozen and all(d == torch.bfloat16 for n, d in frozen.items() if "norm" not in n and "embedding" not in n)
-    assert all(p.dtype == torch.float32 for p in low.vae.parameters())  # official: the VAE in fp32
-    models = lambda st: [st.accelerator.unwrap_model(st.generator).unet, st.vsd.fake_unet, st.text_encoder]  # noqa: E731
+    for model in (low.vae, low.vsd.fake_unet):  # official: the VAE and the fake score in fp32
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    models = lambda st: [st.accelerator.unwrap_model(st.generator).unet, st.text_encoder, st.lpips]  # noqa: E731
     saved = memory_by_category(models(full))["frozen"] - memory_by_category(models(low))["frozen"]
     stored = sum(p.numel() for m in models(low) for p in m.parameters() if p.dtype == torch.bfloat16)
     assert saved == 2 * stored and saved > 0.4 * memory_by_category(models(full))["frozen"]
@@ -122,8 +125,33 @@ def test_only_lora_and_replicated_levels_train(isr_run):
     assert not any(p.requires_grad for p in stage.vsd.real_unet.parameters())
 
 
+def test_validation_runs_the_pipelines_own_restoration(isr_run, tmp_path):
+    """ISR validation scores what the inference pipeline would output (PIL bicubic, padding, AdaIN colour fix), not
+    a restoration of its own: its PSNR-Y equals the exported pipeline's on the same pair and prompt."""
+    from tvt.inference import TVTPipeline
+    from tvt.io import save_image
+    from tvt.metrics.image import psnr_y
+
+    stage, run = isr_run
+    hr = torch.rand(1, 3, 4, 4).repeat_interleave(16, -1).repeat_interleave(16, -2)  # (1, 3, 64, 64), blocky
+    lr = torch.nn.functional.avg_pool2d(hr, 4)  # (1, 3, 16, 16)
+    for name, im in (("HR", hr), ("LR", lr)):
+        save_image(im[0], tmp_path / name / "a.png")
+    stage.cfg.data.val_hr, stage.cfg.data.val_lr = str(tmp_path / "HR"), str(tmp_path / "LR")
+    stage.cfg.train.tracker = "none"
+    try:
+        val = stage.validate(2, run)
+    finally:
+        stage.cfg.data.val_hr = stage.cfg.data.val_lr = None
+    lr8, hr8 = (torch.round(t * 255) / 255 for t in (lr, hr))  # what the PNGs hold
+    prompt = stage.cfg.prompt.text(FakeTagger()(lr8)[0])  # validation prompts as training does (tags of the LR)
+    pipe = TVTPipeline.from_pretrained(run / "export", process_size=0, prompt_extractor=None)
+    sr = pipe(lr8, prompt=prompt, upscale=4, output_type="pt").images
+    assert val["psnr_y"] == pytest.approx(float(psnr_y(sr, hr8).mean()), abs=1e-3)
+
+
 def test_export_loads_in_pipeline_with_same_output(isr_run):
-    from tvt.pipeline import TVTPipeline
+    from tvt.inference import TVTPipeline
 
     stage, run = isr_run
     pipe = TVTPipeline.from_pretrained(run / "export")
@@ -182,7 +210,7 @@ def test_export_records_its_prompting_and_infer_uses_it(isr_run, tmp_path):
 
     from PIL import Image
 
-    from tvt.pipeline import TVTPipeline
+    from tvt.inference import TVTPipeline
 
     stage, run = isr_run
     cfg = json.loads((run / "export" / "tvt_config.json").read_text())

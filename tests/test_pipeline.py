@@ -12,12 +12,12 @@ from PIL import Image
 from torch import nn
 
 import tvt.export as export
-from tvt.errors import InputError
+from tvt.errors import ImageSizeError, InputError, MissingWeightsError
+from tvt.inference import BicubicPipeline, TVTPipeline
+from tvt.inference.tiling import BOUNDED_OVERLAP_OUTPUT_PX, BOUNDED_TILE_OUTPUT_PX
 from tvt.models.ce_unet import is_fully_trained
-from tvt.models.generator import gaussian_weights, tile_starts, tiled_apply
-from tvt.models.loading import MissingWeightsError
+from tvt.models.generator import Tiling, gaussian_weights, tile_starts, tiled_apply
 from tvt.models.lora import LORA_WEIGHT_NAME, has_unmerged_lora
-from tvt.pipeline import BOUNDED_OVERLAP_OUTPUT_PX, BOUNDED_TILE_OUTPUT_PX, BicubicPipeline, ImageSizeError, TVTPipeline
 from tvt.prompts import PromptSpec
 
 
@@ -124,13 +124,16 @@ def test_small_inputs_run_at_process_size_and_come_back_at_the_asked_size(tiny_s
 # ---------------------------------------------------------------------------------------------
 # tiling
 # ---------------------------------------------------------------------------------------------
-def test_tiled_equals_untiled_within_one_tile(tvt_pipe, osediff_pipe):
-    """The real tiny models: default tiles (latent and VAE) on an image that fits one tile are the untiled code."""
-    x = torch.rand(1, 3, 12, 16)
+def test_default_tiles_leave_an_image_within_768_px_whole(tvt_pipe, osediff_pipe):
+    """The real tiny models: the default tiles are 768 output px (TVT latent 192, OSEDiff 96; the VAE the same), so a
+    64 x 256 output runs whole, bit for bit the untiled code; a tile of 192 output px (the latent size read as
+    pixels) would cut it, and does: the seams change the output."""
+    x = torch.rand(1, 3, 64, 256)
     for pipe in (tvt_pipe, osediff_pipe):
-        untiled = pipe(x, tile_size=0, vae_tile_size=0, output_type="pt").images
-        tiled = pipe(x, output_type="pt").images
-        assert torch.equal(tiled, untiled)
+        untiled = pipe(x, upscale=1, tile_size=0, vae_tile_size=0, output_type="pt").images
+        assert torch.equal(pipe(x, upscale=1, output_type="pt").images, untiled)
+        cut = pipe(x, upscale=1, tile_size=192 // pipe.vae_factor, vae_tile_size=192, output_type="pt").images
+        assert (cut - untiled).abs().max() > 1e-3
 
 
 def test_blend_weights_and_equivariant_model():
@@ -195,15 +198,45 @@ def test_no_seams_on_smooth_image(pixel_pipes, arch):
     assert (tiled - untiled).abs().max() <= 0.01, (tiled - untiled).abs().max()
 
 
-def test_vae_tiling_is_set_on_the_vae(osediff_pipe):
-    x = torch.rand(1, 3, 12, 16)
-    out = osediff_pipe(x, upscale=4, tile_size=16, vae_tile_size=32, output_type="pt").images  # several VAE tiles
-    assert out.shape == (1, 3, 48, 64) and torch.isfinite(out).all()
-    vae = osediff_pipe.vae
-    assert vae.use_tiling and (vae.tile_sample_min_size, vae.tile_latent_min_size) == (32, 4)
-    assert (osediff_pipe.generator.tile, osediff_pipe.generator.tile_overlap) == (8, 2)
-    osediff_pipe(x, upscale=1, tile_size=0, vae_tile_size=0, output_type="pt")
-    assert not vae.use_tiling and osediff_pipe.generator.tile == 0
+def test_tiling_is_per_call_and_calls_are_reentrant(osediff_pipe, monkeypatch):
+    """Tiling is an argument of each call, not state: a call with other tiles made in the middle of another (from
+    inside its denoise, and from another thread) changes neither; each equals its own result run alone, and no
+    call leaves tiling set on the generator or the VAE."""
+    import threading
+
+    pipe, x = osediff_pipe, torch.rand(1, 3, 12, 16)
+    a = dict(upscale=4, tile_size=16, tile_overlap=4, vae_tile_size=32, output_type="pt")  # latent 8/2, VAE 32 px tiles
+    b = dict(upscale=4, tile_size=0, vae_tile_size=0, output_type="pt")  # whole
+    assert pipe.tiling_for(48, 64, 4, 16, 4, 32) == Tiling(8, 2, 1, 32)
+    vae_state = (pipe.vae.use_tiling, pipe.vae.tile_sample_min_size)
+    alone_a, alone_b = pipe(x, **a).images, pipe(x, **b).images
+    assert (alone_a - alone_b).abs().max() > 1e-3  # the tiles matter
+    assert (pipe.vae.use_tiling, pipe.vae.tile_sample_min_size) == vae_state  # nothing left behind
+
+    inner, denoise = {}, pipe.generator.denoise
+
+    def denoise_with_a_call_inside(*args, **kwargs):
+        if not inner:
+            inner["b"] = None  # once: the call below goes through here too
+            inner["b"] = pipe(x, **b).images
+        return denoise(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.generator, "denoise", denoise_with_a_call_inside)
+    torch.testing.assert_close(pipe(x, **a).images, alone_a, atol=1e-6, rtol=0)
+    torch.testing.assert_close(inner["b"], alone_b, atol=1e-6, rtol=0)
+    monkeypatch.undo()
+
+    outs = {"a": [], "b": []}
+    threads = [threading.Thread(target=lambda k, kw: [outs[k].append(pipe(x, **kw).images) for _ in range(2)],
+                                args=(k, kw)) for k, kw in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in outs["a"]:
+        torch.testing.assert_close(out, alone_a, atol=1e-6, rtol=0)
+    for out in outs["b"]:
+        torch.testing.assert_close(out, alone_b, atol=1e-6, rtol=0)
 
 
 def test_tile_sizes_are_input_pixels(tvt_pipe, osediff_pipe):
@@ -238,6 +271,12 @@ def test_save_pretrained_round_trip_is_bitwise(tvt_pipe, tmp_path):
     loaded = TVTPipeline.from_pretrained(tmp_path / "export", process_size=0)
     assert loaded.architecture == "tvt"
     assert torch.equal(loaded(x, output_type="pt").images, ref)
+    # an export without its timestep is refused by name: no default (the official inference.py's argparse 999, or
+    # 1) is guessed for it
+    del cfg["timestep"]
+    (tmp_path / "export" / "tvt_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="no integer 'timestep'.*TVT's is 1"):
+        TVTPipeline.from_pretrained(tmp_path / "export")
 
 
 def _train_like(pipe, arch):
@@ -296,7 +335,7 @@ def test_export_with_lora_matches_training_model(trained, tiny_sd, tmp_path, mon
         {"ce_unet_trainable.safetensors"} if arch == "tvt" else set())
     assert not any(n.startswith(".") for n in (p.name for p in tmp_path.iterdir()))  # no temp folders left
     cfg = json.loads((tmp_path / "exp" / "tvt_config.json").read_text())
-    assert set(cfg) == {"format", "architecture", "timestep", "base_model", "prompt", "extra"}
+    assert set(cfg) == {"format", "architecture", "timestep", "base_model", "prompt", "extra", "files"}
     assert cfg["base_model"] == str(tiny_sd.resolve()) and cfg["extra"] == {"step": 10}
     umask = os.umask(0)
     os.umask(umask)
@@ -396,7 +435,7 @@ def test_official_release_layout_loads(tiny_sd, tmp_path):
     tvt.models.convert, merges ALL three adapters, and uses the official t=1."""
     from peft import LoraConfig
 
-    from tvt.models.convert import OFFICIAL_TIMESTEP
+    from tvt.models.generator import GENERATOR_TIMESTEP
     from tvt.models.lora import lora_target_modules
     from tvt.models.vae import build_vae_d4
 
@@ -425,7 +464,7 @@ def test_official_release_layout_loads(tiny_sd, tmp_path):
     with pytest.raises(MissingWeightsError, match="ram_swin_large_14m.pth.*DAPE.pth"):
         TVTPipeline.from_pretrained(release, base_model=str(tiny_sd))
     loaded = TVTPipeline.from_pretrained(release, base_model=str(tiny_sd), prompt_extractor=None)
-    assert loaded.generator.timestep == OFFICIAL_TIMESTEP == 1
+    assert loaded.generator.timestep == GENERATOR_TIMESTEP == 1
     assert loaded.prompt_spec.text("cat") == "cat, clean, high-resolution, 8k," and loaded.prompt_spec.dape_weights
     assert not has_unmerged_lora(loaded.unet)
     z, emb = torch.randn(1, 4, 32, 32), pipe.encode_prompt("")

@@ -3,6 +3,7 @@ checkpoints and damaged ones, run folders and `latest:`, the non-finite guard, t
 the per-sample transform in the data loader's workers, the data-wait log, frozen weights in the compute dtype."""
 import importlib
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,8 +14,14 @@ import torch
 from tvt.config import ConfigError, load_config
 from tvt.data.datasets import HRImageDataset
 from tvt.data.degradation import DegradeSample, RealESRGANDegradation, load_degradation_config
-from tvt.train.core import (CheckpointError, NonFiniteLossError, TrainConfig, Trainer, checkpoints, make_dataloader,
-                            make_optimizer, memory_by_category, resolve_run_path, store_frozen_weights)
+from tvt.errors import CheckpointError, NonFiniteLossError
+from tvt.train.checkpoints import checkpoints
+from tvt.train.data_order import make_dataloader
+from tvt.train.memory import memory_by_category, store_frozen_weights
+from tvt.train.optim import make_optimizer
+from tvt.train.runs import resolve_run_path
+from tvt.train.train_config import TrainConfig
+from tvt.train.trainer import Trainer
 from tvt.train.vae_transfer import VAETransferConfig, VAETransferStage
 
 
@@ -50,13 +57,13 @@ class _InterruptAt5(VAETransferStage):
         return super().train_step(batch, step)
 
 
-def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path, hr_dir, capsys):
+def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path, hr_dir, caplog):
     _, full = fit(tmp_path / "a", hr_dir, "train.max_steps=6", "train.ckpt_every=3")
     with pytest.raises(KeyboardInterrupt):  # not swallowed: the script boundary turns it into one line
         fit(tmp_path / "b", hr_dir, "train.max_steps=6", "train.ckpt_every=3", stage_cls=_InterruptAt5)
     (run,) = (tmp_path / "b" / "runs").iterdir()
     assert [r["step"] for r in rows(run)] == [1, 2, 3, 4] and [c.name for c in checkpoints(run)] == ["checkpoint-3"]
-    assert f"train.resume={run}" in capsys.readouterr().err  # how to continue, in one line
+    assert f"train.resume={run}" in caplog.text  # how to continue, in one line (logged)
     _, resumed = fit(tmp_path / "b", hr_dir, "train.max_steps=6", "train.ckpt_every=3", "train.resume=latest")
     assert resumed == run
     a, b = rows(full), rows(resumed)
@@ -66,17 +73,18 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tmp_path, hr_dir, capsy
 
 class _Recorder(VAETransferStage):
     def train_step(self, batch, step):
-        logs = super().train_step(batch, step)
-        self.seen = getattr(self, "seen", []) + [float(logs["loss"])]
-        return logs
+        for loss, logs in super().train_step(batch, step):
+            self.seen = getattr(self, "seen", []) + [float(logs["loss"])]
+            yield loss, logs
 
 
-def test_logs_are_means_over_the_accumulation_window_and_the_run_folder_is_printed(tmp_path, hr_dir, capsys):
+def test_logs_are_means_over_the_accumulation_window_and_the_run_folder_is_printed(tmp_path, hr_dir, caplog):
+    caplog.set_level(logging.INFO, logger="tvt.train")
     stage, run = fit(tmp_path, hr_dir, "train.max_steps=2", "train.grad_accum=2", stage_cls=_Recorder)
     s = stage.seen
     assert len(s) == 4 and s[0] != s[1]
     assert [r["loss"] for r in rows(run)] == pytest.approx([(s[0] + s[1]) / 2, (s[2] + s[3]) / 2], rel=1e-6)
-    assert capsys.readouterr().out.count(f"run folder: {run}") == 2  # at start and at end
+    assert caplog.text.count(f"run folder: {run}") == 2  # at start and at end (logged)
     # every step says how long it waited for its micro-batches, and which share of the step that was
     assert all(r["data_wait"] >= 0 and 0 <= r["data_wait_share"] <= 1 for r in rows(run))
 
@@ -118,11 +126,11 @@ def test_damaged_checkpoints_are_refused_naming_the_file(tmp_path, hr_dir):
     assert checkpoints(run) == [c1, c2, c3]  # a refused resume deletes nothing
 
 
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, hr_dir, capsys):
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, hr_dir, caplog):
     with pytest.raises(ConfigError, match="mode"):
         fit(tmp_path, hr_dir, "mode=bogus")  # fails in the stage's setup, after the run folder was made
     assert list((tmp_path / "runs").iterdir()) == []
-    assert "removed" in capsys.readouterr().err
+    assert "removed" in caplog.text
 
 
 def test_latest_names_the_newest_finished_run(tmp_path):
@@ -140,14 +148,12 @@ class _NaNAt2(VAETransferStage):
     calls = 0
 
     def train_step(self, batch, step):
-        logs = super().train_step(batch, step)
         self.calls += 1
-        if self.calls == 2:
-            logs["loss"] = torch.tensor(float("nan"))
-            for p in self.vae.parameters():
-                if p.grad is not None:
-                    p.grad.fill_(float("nan"))
-        return logs
+        for loss, logs in super().train_step(batch, step):
+            if self.calls == 2:
+                loss = loss * float("nan")
+                logs = {**logs, "loss": loss.detach()}
+            yield loss, logs
 
 
 def test_nonfinite_loss_halts_or_is_skipped(tmp_path, hr_dir):

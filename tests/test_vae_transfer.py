@@ -12,7 +12,9 @@ from torch import nn
 from tvt.config import load_config
 from tvt.losses.vae_loss import ReconstructionLoss, VAEGANLoss, adaptive_weight, kl_loss
 from tvt.models.vae import build_vae_d4, load_vae_d4, load_vae_d8
-from tvt.train.core import TrainConfig, Trainer, effective_lr
+from tvt.train.optim import effective_lr
+from tvt.train.train_config import TrainConfig
+from tvt.train.trainer import Trainer
 from tvt.metrics.image import psnr_y, rgb_to_y
 from tvt.metrics.vae import latent_alignment, latent_linear_r2
 from tvt_scripts.eval_vae import main as eval_vae_main
@@ -51,6 +53,15 @@ def _batch(hr_dir, n=2, size=32):
     return {"hr": torch.stack([pil_to_tensor(read_image(f))[:, :size, :size] for f in files])}
 
 
+def _backward(stage, batch, step) -> dict:
+    """What the Trainer does with a stage's losses, minus the updates: each backpropagated, their logs merged."""
+    logs = {}
+    for loss, out in stage.train_step(batch, step):
+        stage.accelerator.backward(loss)
+        logs.update(out)
+    return logs
+
+
 def _opt_params(opt) -> set[int]:
     return {id(p) for g in opt.param_groups for p in g["params"]}
 
@@ -65,6 +76,7 @@ def test_scale_lr_is_base_times_batch_processes_accum(tmp_path, hr_dir, tiny_sd)
     assert effective_lr(cfg, num_processes=8) == pytest.approx(4.5e-6 * 32 * 8 * 2)
     assert effective_lr(cfg, 1e-5, num_processes=8) == pytest.approx(1e-5 * 32 * 8 * 2)  # an explicit base lr too
     assert effective_lr(TrainConfig(lr=4.5e-6, batch_size=32, scale_lr=False), num_processes=8) == 4.5e-6
+    assert effective_lr(TrainConfig(lr=4.5e-6), 0.0) == 0.0  # an explicit 0.0 (a frozen part) is a value, not unset
     # in a stage: both optimizers (autoencoder and discriminator) get the scaled lr (one process here)
     stage = _setup(_cfg(tmp_path, hr_dir, tiny_sd, "stage1", ["train.lr=1e-5", "train.scale_lr=true",
                                                                "train.grad_accum=3"]))
@@ -76,7 +88,7 @@ def test_scale_lr_is_base_times_batch_processes_accum(tmp_path, hr_dir, tiny_sd)
 
 def test_paper_configs_follow_ldm():
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("vae_stage1", "vae_stage2", "vae_t1", "vae_t2"):
+    for name in ("vae_stage1", "vae_stage2", "ablations/vae_t1", "ablations/vae_t2"):
         cfg = load_config(VAETransferConfig, root / f"{name}.yaml")
         t = cfg.train
         assert (t.lr, t.scale_lr, t.adam_beta1, t.adam_beta2, t.weight_decay, t.max_grad_norm) == (4.5e-6, True, 0.5, 0.9, 0, 0)
@@ -160,7 +172,7 @@ def test_stage1_trains_only_the_decoder(tmp_path, hr_dir, tiny_sd):
     assert _opt_params(stage.optimizers[0]) == _ids(vae.decoder, vae.post_quant_conv)
     assert _opt_params(stage.optimizers[1]) == _ids(stage.gan.discriminator)
     assert not any(p.requires_grad for p in stage.vae_d8.parameters())
-    stage.train_step(_batch(hr_dir), step=0)
+    _backward(stage, _batch(hr_dir), step=0)
     assert all(p.grad is None for p in stage.vae_d8.parameters())
     assert all(p.grad is None for p in (*vae.encoder.parameters(), *vae.quant_conv.parameters()))
     assert vae.decoder.conv_out.weight.grad.abs().sum() > 0 and vae.post_quant_conv.weight.grad.abs().sum() > 0
@@ -180,7 +192,7 @@ def test_stage2_trains_only_the_encoder_and_its_log_variance(tmp_path, hr_dir, t
     with torch.no_grad():
         post = vae.encode(x).latent_dist
         kl_hand = 0.5 * (post.mean.pow(2) + post.var - 1 - post.logvar).sum() / len(x)
-    logs = stage.train_step(batch, step=0)
+    logs = _backward(stage, batch, step=0)
     torch.testing.assert_close(logs["kl"], kl_hand)  # summed over the latent, / B: the reconstruction's reduction
     assert all(p.grad is None for p in (*vae.decoder.parameters(), *vae.post_quant_conv.parameters()))
     latent = vae.config.latent_channels
@@ -258,6 +270,26 @@ def test_eval_vae_cli(tmp_path, hr_dir, tiny_sd, tiny_vae_d4, capsys):
     assert set(rows) == {"vae_d8", "tvt"}
     assert {"psnr_y", "ssim_y", "lpips", "rel_l2", "cosine"} <= set(rows["tvt"])
     assert "rel_l2" not in rows["vae_d8"]
+    # the values, computed here by hand on the same two 32 px centre crops: PSNR-Y of each VAE's reconstruction
+    # (posterior mode) and the D4 latent's distance to the D8 latent of the image upsampled x2
+    from tvt.io import list_images, pil_to_tensor, read_image
+
+    crops = []
+    for f in list_images(hr_dir)[:2]:
+        im = pil_to_tensor(read_image(f))
+        t, l = (im.shape[-2] - 32) // 2, (im.shape[-1] - 32) // 2
+        crops.append(im[:, t : t + 32, l : l + 32])
+    x = torch.stack(crops) * 2 - 1
+    d4, d8 = load_vae_d4(tiny_vae_d4).eval(), load_vae_d8(tiny_sd).eval()
+    with torch.no_grad():
+        for name, vae in (("tvt", d4), ("vae_d8", d8)):
+            rec = ((vae.decode(vae.encode(x).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+            assert rows[name]["psnr_y"] == pytest.approx(float(psnr_y(rec, (x + 1) / 2).mean()), abs=1e-3), name
+        z4 = d4.encode(x).latent_dist.mode().flatten(1)
+        up2 = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
+        z8 = d8.encode(up2).latent_dist.mode().flatten(1)
+    assert rows["tvt"]["rel_l2"] == pytest.approx(float(((z4 - z8).norm(dim=1) / z8.norm(dim=1)).mean()), rel=1e-4)
+    assert rows["tvt"]["cosine"] == pytest.approx(float(torch.cosine_similarity(z4, z8, dim=1).mean()), abs=1e-5)
 
 
 def test_eval_vae_cli_finds_latest_runs_and_refuses_bad_input(tmp_path, hr_dir, tiny_vae_d4, capsys):

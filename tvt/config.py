@@ -4,7 +4,8 @@ One grammar for every command and for notebooks:
 
     cfg = load_config(ISRConfig, ["--config", "configs/isr.yaml", "train.lr=1e-4", "--train.max_steps", "10"])
 
-    --config FILE            YAML file (keys as in the schema)
+    --config FILE            YAML file (keys as in the schema); ``_base_: other.yaml`` in it (relative to it)
+                             loads that file first and this one over it (configs/ablations/ are such files)
     key=value                any key, dotted for nested ones (train.lr=1e-4, data.sources=[a,b])
     --key value, --key=value the same (dashes in names may be underscores: --tile-size = tile_size=)
     --flag                   true, for a boolean key
@@ -14,8 +15,9 @@ One grammar for every command and for notebooks:
     -h, --help               HelpRequested, whose text lists every key with its type, default and comment
 
 Paths written ``${data:RealSR/HR}`` / ``${weights:DAPE.pth}`` / ``${samples:DRealSR/HR}`` are relative to the
-data root (``TVT_DATA``, tvt.data.catalog), the weights root (``TVT_WEIGHTS``, tvt.weights) or the bundled samples.
-An unknown or mistyped key, or a value of the wrong type, raises ConfigError naming it.
+data root (``TVT_DATA``), the weights root (``TVT_WEIGHTS``) or the bundled samples (tvt.roots).
+An unknown or mistyped key, or a value of the wrong type, raises ConfigError naming it; so does a number outside
+the range its schema field declares (``ranged``), before any work starts.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ from typing import Any, Sequence, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .data.catalog import data_root, samples_root
 from .errors import ConfigError
+from .roots import data_root, samples_root, weights_root
 
 T = TypeVar("T")
 
@@ -43,8 +45,6 @@ def _samples_path(rel: str = "") -> str:
 
 
 def _weights_path(rel: str = "") -> str:
-    from .weights import weights_root
-
     return str(weights_root() / rel)
 
 
@@ -54,7 +54,8 @@ OmegaConf.register_resolver("data", _data_path, replace=True)
 OmegaConf.register_resolver("samples", _samples_path, replace=True)
 OmegaConf.register_resolver("weights", _weights_path, replace=True)
 
-__all__ = ["ConfigError", "HelpRequested", "load_config", "to_yaml", "config_help"]
+__all__ = ["ConfigError", "HelpRequested", "load_config", "to_yaml", "config_help", "ranged", "check_ranges"]
+RANGE = "tvt_range"  # field metadata key: (min, max), either None for no bound
 
 
 class HelpRequested(Exception):
@@ -128,17 +129,30 @@ def _is_number(tok: str) -> bool:
         return False
 
 
+BASE_KEY = "_base_"  # a YAML naming another YAML (relative to itself) that it overrides, e.g. configs/ablations/
+
+
+def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list:
+    """The YAML at ``path`` as merge layers: its ``_base_`` chain first (each file overriding the one it names)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (the {BASE_KEY} of {seen[-1]})" if seen else ""))
+    if path.resolve() in seen:
+        raise ConfigError(f"{BASE_KEY} cycle: {' -> '.join(map(str, (*seen, path)))}")
+    try:
+        layer = OmegaConf.load(path)
+    except Exception as err:  # a YAML syntax error: say which file and where
+        raise ConfigError(f"cannot read config {path}: {str(err).splitlines()[0]}") from None
+    base = layer.pop(BASE_KEY, None) if isinstance(layer, dict) or OmegaConf.is_dict(layer) else None
+    if base is None:
+        return [layer]
+    return _yaml_layers(path.parent / str(base), (*seen, path.resolve())) + [layer]
+
+
 def _build(schema: type[T], path: str | Path | None, dotlist: list[str]) -> T:
     base = OmegaConf.structured(schema)
     layers = []
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            layers.append(OmegaConf.load(path))
-        except Exception as err:  # a YAML syntax error: say which file and where
-            raise ConfigError(f"cannot read config {path}: {str(err).splitlines()[0]}") from None
+        layers += _yaml_layers(Path(path))
     if dotlist:
         try:
             layers.append(OmegaConf.from_dotlist(dotlist))
@@ -147,12 +161,56 @@ def _build(schema: type[T], path: str | Path | None, dotlist: list[str]) -> T:
     try:
         merged = OmegaConf.merge(base, *layers)
         OmegaConf.resolve(merged)
-        return OmegaConf.to_object(merged)
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"invalid config{where}: {_describe(err)}") from None
     except (ValueError, TypeError) as err:  # a schema's __post_init__ check
         raise ConfigError(str(err)) from None
+    check_ranges(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Numeric ranges, declared on the schema's fields
+# ---------------------------------------------------------------------------------------------
+def ranged(default: Any, *, min: float | None = None, max: float | None = None) -> Any:
+    """A numeric schema field whose value must lie in [min, max] (None: no bound; an unset Optional passes).
+    ``load_config`` checks it (``check_ranges``) and ``--help`` shows it:
+
+        ckpt_every: int = ranged(500, min=1)  # optimizer steps between checkpoints
+    """
+    return dataclasses.field(default=default, metadata={RANGE: (min, max)})
+
+
+def check_ranges(cfg: Any, prefix: str = "") -> None:
+    """ConfigError naming the first key of the schema instance ``cfg`` (nested ones included) outside its range."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{prefix}{f.name}.")
+        elif RANGE in f.metadata and value is not None:
+            lo, hi = f.metadata[RANGE]
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise ConfigError(f"{prefix}{f.name} must be {_range_text(lo, hi)}, got {value}")
+
+
+def _range_text(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"between {lo} and {hi}"
+    return f">= {lo}" if lo is not None else f"<= {hi}"
+
+
+def _ranges(schema: type, prefix: str = "") -> dict[str, str]:
+    """{dotted key: its range as text} of the ``ranged`` fields of a schema."""
+    found, instance = {}, schema()
+    for f in dataclasses.fields(schema):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            found.update(_ranges(type(value), f"{prefix}{f.name}."))
+        elif RANGE in f.metadata:
+            found[f"{prefix}{f.name}"] = _range_text(*f.metadata[RANGE])
+    return found
 
 
 def _describe(err: OmegaConfBaseException) -> str:
@@ -180,7 +238,9 @@ def config_help(schema: type, doc: str = "", prog: str = "", aliases: dict[str, 
     if aliases:
         lines += ["aliases: " + ", ".join(f"{a} = --{k}" for a, k in aliases.items()), ""]
     lines.append("keys (type, default):")
-    rows = [(k, f"{_type_name(t)}, {d!r}", c) for k, t, d, c in _leaves(schema)]
+    ranges = _ranges(schema)
+    rows = [(k, f"{_type_name(t)}, {d!r}" + (f", {ranges[k]}" if k in ranges else ""), c)
+            for k, t, d, c in _leaves(schema)]
     width = max(len(k) for k, _, _ in rows)
     lines += [f"  {k:<{width}}  ({td})" + (f"  {c}" if c else "") for k, td, c in rows]
     return "\n".join(lines)

@@ -15,3 +15,23 @@ class ConfigError(TVTError, ValueError):
 
 class InputError(TVTError, ValueError):
     """A bad user input: an unreadable or too small image, mismatched folders, a bad option value."""
+
+
+class MissingWeightsError(TVTError, FileNotFoundError):
+    """Pretrained weights are not available locally and cannot be downloaded."""
+
+
+class DamagedWeightsError(TVTError):
+    """A weight file is there but cannot be read: truncated (a partial copy or download) or corrupted."""
+
+
+class ImageSizeError(InputError):
+    """An input image is too small or would give an output too large for the configured limits."""
+
+
+class CheckpointError(TVTError):
+    """A checkpoint cannot be resumed from: a file is missing, truncated or does not fit the config."""
+
+
+class NonFiniteLossError(TVTError, RuntimeError):
+    """Training halted on a non-finite loss (train.nonfinite=halt, or too many skipped steps)."""

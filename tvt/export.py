@@ -2,7 +2,8 @@
 
     export_dir/
       tvt_config.json                     what diffusers has no field for: format, architecture, timestep, the
-                                          PromptSpec the model is run with, base model (absolute when a folder)
+                                          PromptSpec the model is run with, base model (absolute when a folder),
+                                          and "files": every other file with its size (loading checks them)
       pytorch_lora_weights.safetensors    the UNet's LoRA in diffusers' format (``save_lora_weights``, as its
                                           training examples write it): diffusers' ``load_lora_weights`` reads it
       <adapter>/pytorch_lora_weights.safetensors   instead, one per adapter when there are several
@@ -29,12 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InputError
+from .errors import DamagedWeightsError, InputError, MissingWeightsError
 from .io import atomic_dir
-from .models.generator import ARCHITECTURES
+from .models.architectures import ARCHITECTURES, get_architecture
+from .models.generator import GENERATOR_TIMESTEP
 from .models.lora import (LORA_WEIGHT_NAME, adapter_names, has_unmerged_lora, load_fully_trained, load_lora_adapters,
                           lora_files, merge_lora, save_fully_trained, save_lora_adapters, unwrap_peft)
-from .models.loading import TVTComponents, load_text_parts, require_pretrained
+from .models.loading import TVTComponents, check_safetensors, load_text_parts, require_pretrained
 from .prompts import PromptSpec
 
 FORMAT = "tvt-export-v2"
@@ -45,7 +47,7 @@ _PARTS = ("text_encoder", "tokenizer", "scheduler")
 
 
 def vae_folder(architecture: str) -> str:
-    return "vae" if architecture == "osediff" else "vae_d4"
+    return get_architecture(architecture).vae_folder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,7 +61,7 @@ def save_tvt_export(
     base_model: str | Path,
     prompt: PromptSpec | None = None,
     architecture: str = "tvt",
-    timestep: int = 1,
+    timestep: int = GENERATOR_TIMESTEP,
     extra: dict | None = None,
     full_unet: bool = False,
     text_encoder: nn.Module | None = None,
@@ -90,13 +92,14 @@ def save_tvt_export(
     base = Path(str(base_model)).expanduser()
     with atomic_dir(export_dir) as tmp:
         _merged_copy(vae).save_pretrained(tmp / vae_folder(architecture))
-        if full_unet:
+        if full_unet or not ARCHITECTURES[architecture].lora:  # S5's pruned UNet is trained whole
             _merged_copy(unet).save_pretrained(tmp / "unet")
         else:
             if has_unmerged_lora(unet):
                 save_lora_adapters(unet, tmp)
-            if architecture == "tvt":  # the CE-UNet's fully trained layers (Sec. 3.3); OSEDiff and S4 have none
-                save_fully_trained(unet, tmp / TRAINABLE_NAME)
+            arch = ARCHITECTURES[architecture]
+            if arch.fully_trained:  # the CE-UNet's replicated levels (Sec. 3.3), S3's widened conv_in/out
+                save_fully_trained(unet, tmp / TRAINABLE_NAME, arch.is_fully_trained)
         for name, part in zip(_PARTS, (text_encoder, tokenizer, scheduler)):
             if part is not None:
                 part.save_pretrained(tmp / name)
@@ -107,6 +110,8 @@ def save_tvt_export(
             "base_model": str(base.resolve()) if base.is_dir() else str(base_model),
             "prompt": (prompt or PromptSpec()).to_dict(),
             "extra": _jsonable(extra or {}),
+            # every file the export holds, with its size: loading refuses the export when one is missing or cut short
+            "files": {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2))
     return Path(export_dir)
@@ -151,6 +156,9 @@ def read_export_config(export_dir: str | Path) -> dict:
     if cfg.get("format") not in (FORMAT, FORMAT_V1):
         raise InputError(f"{path}: unknown format '{cfg.get('format')}', expected '{FORMAT}' (or '{FORMAT_V1}'); "
                          "is this tvt older than the export?")
+    if not isinstance(cfg.get("timestep"), int):  # every export tvt writes records it; no guess stands in for it
+        raise InputError(f"{path}: no integer 'timestep' (the generator's diffusion timestep); add the one the model "
+                         f"was trained at: TVT's is {GENERATOR_TIMESTEP} (paper Sec. 3.3, official --time_step 1)")
     return cfg
 
 
@@ -165,25 +173,25 @@ def load_tvt_export(
     base_model: str | Path | None = None,
 ) -> TVTComponents:
     """Rebuild the models of an export folder, LoRA merged; ``base_model`` overrides the stored SD 2.1 path/hub id."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
-    from .models.ce_unet import build_ce_unet_from_sd, load_sd_unet
-    from .models.vae import AutoencoderKLD4
+    from .models.ce_unet import load_sd_unet
 
     export_dir = Path(export_dir)
     cfg = read_export_config(export_dir)
     arch = cfg["architecture"]
     base = str(base_model or cfg["base_model"])
     has_unet = (export_dir / "unet").is_dir()
+    check_export_files(export_dir, cfg, has_unet)
     self_contained = all((export_dir / n).is_dir() for n in _PARTS)
     te, tok, sched = load_text_parts(export_dir if self_contained else base)
     if has_unet:
         unet = require_pretrained(UNet2DConditionModel, export_dir / "unet", what="exported UNet")
     else:
         unet = load_sd_unet(base)
-        unet = build_ce_unet_from_sd(unet) if arch == "tvt" else unet
-    vae_cls, what = (AutoencoderKL, "VAE-D8") if arch == "osediff" else (AutoencoderKLD4, "VAE-D4")
-    vae = require_pretrained(vae_cls, export_dir / cfg.get("vae", vae_folder(arch)), what=f"exported {what}")
+        unet = get_architecture(arch).build_unet(unet, copy_sd=False)
+    vae = require_pretrained(get_architecture(arch).vae_class, export_dir / cfg.get("vae", vae_folder(arch)),
+                             what=f"exported VAE of {get_architecture(arch).row}")
 
     try:
         if (export_dir / TRAINABLE_NAME).is_file():
@@ -202,8 +210,28 @@ def load_tvt_export(
         if dtype != torch.float32:  # loaded in fp32; only cast when asked (diffusers logs on every cast)
             m.to(dtype=dtype)
     return TVTComponents(vae=vae, unet=unet, text_encoder=te, tokenizer=tok, scheduler=sched, architecture=arch,
-                         timestep=int(cfg.get("timestep", 999)), base_model=base,
+                         timestep=cfg["timestep"], base_model=base,
                          prompt=prompt_spec_of(cfg), config=cfg)
+
+
+def check_export_files(export_dir: Path, cfg: dict, has_unet: bool) -> None:
+    """Refuse an export a part of which is missing or damaged, naming the file: the base model's weights never stand
+    in for trained ones. The parts are those its config lists ("files"); for exports written before the list, the
+    fully trained layers their architecture has. Safetensors files must also be whole (``check_safetensors``)."""
+    listed = cfg.get("files")
+    if listed is None:
+        listed = {TRAINABLE_NAME: None} if get_architecture(cfg["architecture"]).fully_trained and not has_unet else {}
+    missing = [name for name in listed if not (export_dir / name).is_file()]
+    if missing:
+        raise MissingWeightsError(f"export {export_dir} is incomplete: {', '.join(missing)} missing (its {CONFIG_NAME} "
+                                  "lists them); copy the whole export folder again")
+    for name, size in listed.items():
+        path = export_dir / name
+        if size is not None and path.stat().st_size != size:
+            raise DamagedWeightsError(f"{path} is damaged: {path.stat().st_size} bytes where {size} were written "
+                                      "(a partial copy?); copy the export folder again")
+    for path in sorted(export_dir.rglob("*.safetensors")):
+        check_safetensors(path)
 
 
 def _attach_v1_lora(unet: nn.Module, folder: Path) -> None:
@@ -223,4 +251,4 @@ def _attach_v1_lora(unet: nn.Module, folder: Path) -> None:
 
 
 __all__ = ["FORMAT", "CONFIG_NAME", "TRAINABLE_NAME", "LORA_WEIGHT_NAME", "ARCHITECTURES", "save_tvt_export",
-           "load_tvt_export", "read_export_config", "is_tvt_export", "prompt_spec_of", "vae_folder"]
+           "load_tvt_export", "check_export_files", "read_export_config", "is_tvt_export", "prompt_spec_of", "vae_folder"]

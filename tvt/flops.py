@@ -1,4 +1,4 @@
-"""Parameter and FLOP counting with the paper's convention (Tables 1, 4, 5).
+"""Parameter and FLOP counting with the paper's convention (Tables 1, 4, 5, 7).
 
 The paper's "FLOPs" are multiply-accumulates (MACs) of convolution and linear layers; the matrix products inside
 attention (QK^T, AV: bmm / baddbmm / SDPA) are not counted. torch's FlopCounterMode counts 2 FLOPs per MAC, so
@@ -50,11 +50,6 @@ def _is_attention(op: str) -> bool:
     return op in ATTENTION_OPS or "scaled_dot_product" in op
 
 
-def count_macs(fn: Callable, *inputs, **kwargs) -> int:
-    """The paper's FLOPs of ``fn(*inputs, **kwargs)``: MACs of conv and linear ops only."""
-    return sum(v for op, v in macs_by_op(fn, *inputs, **kwargs).items() if op in COUNTED_OPS)
-
-
 def complexity(model: torch.nn.Module, fn: Callable, *inputs, **kwargs) -> Complexity:
     """Params of ``model`` and the MACs of ``fn(*inputs)``, split into counted and attention."""
     by_op = macs_by_op(fn, *inputs, **kwargs)
@@ -72,8 +67,8 @@ def vae_complexity(vae, image_size: int = 512) -> Complexity:
 
 
 def unet_complexity(unet, latent_size: int, text_dim: int = 1024) -> Complexity:
-    """One UNet call on a (1, 4, latent_size, latent_size) latent with a 77-token prompt."""
-    z = torch.zeros(1, 4, latent_size, latent_size, device="meta")
+    """One UNet call on a (1, C, latent_size, latent_size) latent (C: the UNet's, 4 but for S3) with a 77-token prompt."""
+    z = torch.zeros(1, unet.config.in_channels, latent_size, latent_size, device="meta")
     c = torch.zeros(1, 77, text_dim, device="meta")
     t = torch.tensor([999], device="meta")
     return complexity(unet, lambda: unet(z, t, encoder_hidden_states=c))
@@ -110,8 +105,98 @@ def paper_models_complexity(image_size: int = 512) -> dict[str, Complexity]:
             f"ce_unet_{lat4}": unet_complexity(ce_unet, lat4),
             "text_encoder": text_encoder_complexity(CLIPTextModel(CLIPTextConfig(**SD21_TEXT_CONFIG))),
         }
+    from .models.architectures import ARCHITECTURES
+
+    for name in ARCHITECTURES:  # the parts of Tables 5 and 7's other rows (S2's VAE, S3's and S5's UNets, ...)
+        for key in architecture_parts(name, image_size):
+            if key not in out:
+                out[key] = _part_complexity(key, image_size)
     out["osediff_total"] = out["vae_d8"] + out[f"unet_sd21_{lat8}"] + out["text_encoder"]
     out["tvt_total"] = out["vae_d4"] + out[f"ce_unet_{lat4}"] + out["text_encoder"]
+    return out
+
+
+UNET_KEYS = {"sd": "unet_sd21", "ce": "ce_unet", "c8": "c8_unet", "pruned": "pruned_unet"}  # registry kind -> name
+
+
+def architecture_parts(name: str, image_size: int = 512) -> tuple[str, str]:
+    """The names (as ``paper_models_complexity`` keys them) of the VAE and UNet of a registry architecture."""
+    from .models.architectures import get_architecture
+    from .models.vae import VAE_VARIANTS
+
+    arch = get_architecture(name)
+    if arch.vae == "trained":
+        vae, stages = f"vae_{arch.vae_variant}", len(VAE_VARIANTS[arch.vae_variant]["block_out_channels"])
+    else:
+        vae, stages = {"sd_vae_d8": "vae_d8", "vae_d8_sc": "vae_d8_sc"}[arch.vae], len(SD21_VAE_CONFIG["block_out_channels"])
+    return vae, f"{UNET_KEYS[arch.unet]}_{image_size // 2 ** (stages - 1)}"
+
+
+def _part_complexity(key: str, image_size: int) -> Complexity:
+    """Count one part named as ``architecture_parts`` names it, built on the meta device."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from .models.architectures import ARCHITECTURES
+    from .models.vae import build_vae_d4
+    from .models.vae_skip import AutoencoderKLSkip
+
+    with torch.device("meta"):
+        if key in ("vae_d8", "vae_d8_sc"):
+            return vae_complexity((AutoencoderKL if key == "vae_d8" else AutoencoderKLSkip)(**SD21_VAE_CONFIG), image_size)
+        if key.startswith("vae_"):
+            return vae_complexity(build_vae_d4(key[len("vae_"):]), image_size)
+        kind, latent = next((k, int(key[len(v) + 1:])) for k, v in UNET_KEYS.items() if key.startswith(v + "_"))
+        arch = next(a for a in ARCHITECTURES.values() if a.unet == kind)
+        unet = arch.build_unet(UNet2DConditionModel(**SD21_UNET_CONFIG), copy_sd=False)
+        return unet_complexity(unet, latent)
+
+
+def architecture_complexity(name: str, image_size: int = 512) -> dict[str, Complexity]:
+    """{"vae": encode + decode, "unet": one call at the VAE's latent size} of a registry architecture
+    (tvt.models.architectures) at full size, on the meta device."""
+    vae, unet = architecture_parts(name, image_size)
+    return {"vae": _part_complexity(vae, image_size), "unet": _part_complexity(unet, image_size)}
+
+
+def whole_model_flops(parts: dict[str, Complexity], text: Complexity, tagger: Complexity | None) -> dict[str, float]:
+    """A whole model's FLOPs two ways. "conv_linear": VAE + UNet + text encoder + tagger image encoder, conv and
+    linear MACs (the convention of Table 4's counts). "paper_totals": that plus half the VAE's attention matmul MACs
+    (one of its two products, QK^T / AV, which are equal in size): the one rule that puts every whole-model figure
+    of Tables 4, 5 and 7 within 1 % (V1, whose mid blocks attend over 128^2 tokens, is 9 % under without it), as a
+    counter that counts ``bmm`` but not ``baddbmm`` (fvcore's defaults) gives for diffusers' classic VAE attention.
+    A reading of the paper's numbers, not a statement of the paper."""
+    base = parts["vae"].flops + parts["unet"].flops + text.flops + (tagger.flops if tagger else 0)
+    return {"conv_linear": base, "paper_totals": base + parts["vae"].attention_flops / 2}
+
+
+def ablation_table(res: dict[str, Complexity], tagger: Complexity | None, image_size: int = 512) -> str:
+    """Markdown: Tables 5 and 7 (and TVT), our whole-model FLOPs beside the paper's, one row per registry
+    architecture; ``res``: ``paper_models_complexity``'s parts."""
+    from .models.architectures import ARCHITECTURES
+
+    rows = ["| architecture | paper row | VAE (T) | UNet (T) | params (M, VAE + UNet) | whole model, conv + linear (T) "
+            "| + 1/2 VAE attention (T) | paper (T) | diff |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, arch in ARCHITECTURES.items():
+        vae, unet = (res[k] for k in architecture_parts(name, image_size))
+        total = whole_model_flops({"vae": vae, "unet": unet}, res["text_encoder"], tagger)
+        rows.append(f"| `{name}` | {arch.row} ({arch.tables}) | {vae.flops / 1e12:.3f} | {unet.flops / 1e12:.3f} | "
+                    f"{(vae.params + unet.params) / 1e6:.1f} | {total['conv_linear'] / 1e12:.3f} | "
+                    f"{total['paper_totals'] / 1e12:.3f} | {arch.paper_flops / 1e12:.2f} | "
+                    f"{_pct(total['paper_totals'], arch.paper_flops)} |")
+    rows += ["", "Whole model = VAE encode + decode + one UNet call + CLIP text encoder + the tagger's image encoder "
+             f"({'RAM Swin-L at 384x384' if tagger else 'timm missing: not counted'}), conv + linear MACs; the next "
+             "column adds half the VAE's attention matmuls (tvt.flops.whole_model_flops says why)."]
+    return "\n".join(rows)
+
+
+def ablation_flops(res: dict[str, Complexity], tagger: Complexity | None, image_size: int = 512) -> dict[str, dict]:
+    """{architecture: {"conv_linear", "paper_totals", "paper"}} whole-model FLOPs of every registry architecture."""
+    from .models.architectures import ARCHITECTURES
+
+    out = {}
+    for name, arch in ARCHITECTURES.items():
+        vae, unet = (res[k] for k in architecture_parts(name, image_size))
+        out[name] = {**whole_model_flops({"vae": vae, "unet": unet}, res["text_encoder"], tagger), "paper": arch.paper_flops}
     return out
 
 
@@ -124,7 +209,9 @@ def tagger_image_encoder_complexity() -> Complexity | None:
         return None
     with torch.device("meta"):
         swin = timm.create_model("swin_large_patch4_window12_384", pretrained=False)
-        return complexity(swin, swin, torch.zeros(1, 3, 384, 384))
+        from .prompts import RAM_IMAGE_SIZE
+
+        return complexity(swin, swin, torch.zeros(1, 3, RAM_IMAGE_SIZE, RAM_IMAGE_SIZE))
 
 
 # ---------------------------------------------------------------------------------------------

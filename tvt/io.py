@@ -1,9 +1,12 @@
 """Image and file I/O shared by datasets, the pipeline, metrics and scripts.
 
 Images come in as paths, PIL images, arrays or tensors and leave as (3, H, W) float tensors in [0, 1]; every
-bit depth and colour mode is converted in one place (``to_unit_range``, ``to_rgb``). All writes are atomic
-(temp file or folder beside the target, then rename) so an interrupted run never leaves a half-written
-checkpoint, export or image behind.
+bit depth and colour mode is converted in one place (``to_unit_range``, ``to_rgb``). Files are read by one
+function, ``read_image``: the size a file declares is checked before it is decoded (``MAX_IMAGE_PIXELS``), a
+camera's EXIF orientation is applied (so ``image_size`` gives the upright size too), and TIFFs that PIL cannot
+decode (float32 RGB) are read with tifffile. All writes are atomic (temp file or folder beside the target, then
+rename) so an interrupted run never leaves a half-written checkpoint, export or image behind, and what they
+write has the permissions of a normal write (``normal_permissions``).
 """
 from __future__ import annotations
 
@@ -12,19 +15,25 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+# Declared pixel counts above this are refused before decoding: 8192 x 8192, the pipeline's largest output. A
+# PNG of a few hundred KB can declare 100 MP and take gigabytes to decode.
+MAX_IMAGE_PIXELS = 8192 * 8192
+ORIENTATION = 0x0112  # the EXIF tag; values 5-8 swap width and height
 
 
 class ImageReadError(InputError):
@@ -57,7 +66,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; mkdir would give 0755
+        normal_permissions(tmp)  # mkdtemp makes 0700 folders, the safetensors library 0600 files
         old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
         if old is not None:
             os.replace(path, old)
@@ -69,10 +78,38 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """Create the folder ``path`` (and its missing parents) for a run's outputs; the folders made here are removed
+    again if they are empty when the block ends (nothing written, a failed or interrupted run): no empty output
+    folder is left behind. A folder that existed before is never removed."""
+    path = Path(path)
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote there (or someone else did)
+                break
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def normal_permissions(path: str | Path) -> None:
+    """Give a file, or a folder and everything in it, the modes a plain write gives under the umask (0644 / 0755
+    usually): mkstemp, mkdtemp and the safetensors library create theirs readable by the owner alone."""
+    path = Path(path)
+    umask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -124,17 +161,94 @@ def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(path: str | Path) -> Image.Image:
-    """Read an image file (opened once) as 8-bit RGB (``to_rgb``); ImageReadError naming the file if it does not decode."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Read an image file (opened once) as 8-bit RGB (``to_rgb``), upright (its EXIF orientation applied).
+
+    ImageReadError naming the file if it does not decode, or if it declares more than ``max_pixels`` (default
+    ``MAX_IMAGE_PIXELS``): checked from the header, before any decoding. TIFFs PIL cannot decode (float32 RGB)
+    are read with tifffile; their float values must lie in [0, 1] as for every float image (``to_unit_range``).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
+            _check_pixels(path, img.size, max_pixels)
             img.load()
+            ImageOps.exif_transpose(img, in_place=True)  # a camera's Orientation tag: the pixels made upright
             return to_rgb(img, path.name)
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except UnidentifiedImageError as err:
+        if path.suffix.lower() in TIFF_EXTENSIONS:
+            return _read_tiff(path, max_pixels)
         raise ImageReadError(f"cannot read image {path}: {err}") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file as ``read_image`` returns it (upright), from its header alone."""
+    path = Path(path)
+    try:
+        with _open(path) as img:
+            w, h = img.size
+            swap = img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+            return (h, w) if swap else (w, h)
+    except UnidentifiedImageError as err:
+        if path.suffix.lower() in TIFF_EXTENSIONS:
+            return _tiff_size(path)
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+
+
+def _open(path: Path) -> Image.Image:
+    """PIL's lazy open: the header is read, the pixels are not."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower, limit is checked instead
+        return Image.open(path)
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if size[0] * size[1] > limit:
+        raise ImageReadError(f"{path} declares {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.1f} MP), more "
+                             f"than the {limit / 1e6:.1f} MP limit (tvt.io.MAX_IMAGE_PIXELS): not decoded")
+
+
+def _tiff_size(path: Path) -> tuple[int, int]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            return int(page.imagewidth), int(page.imagelength)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+
+
+def _read_tiff(path: Path, max_pixels: int | None) -> Image.Image:
+    """A TIFF PIL cannot decode (float32 or 3-channel float, planar...): tifffile, then ``to_unit_range``."""
+    import tifffile
+
+    _check_pixels(path, _tiff_size(path), max_pixels)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            pixels = page.asarray()
+            axes = page.axes
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+    if axes.startswith("S") and pixels.ndim == 3:  # planar: samples first -> (H, W, S)
+        pixels = np.moveaxis(pixels, 0, -1)
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[-1] not in (1, 3, 4)):
+        raise ImageReadError(f"{path}: unsupported TIFF layout {axes} {pixels.shape} (expected one image with 1, 3 "
+                             "or 4 samples per pixel)")
+    rgb = np.round(to_unit_range(pixels, path.name) * 255).astype(np.uint8)
+    if rgb.ndim == 3 and rgb.shape[-1] != 3:
+        if rgb.shape[-1] == 4:
+            logger.info("%s: 4-sample TIFF, alpha dropped (the colours are used as they are)", path.name)
+        rgb = rgb[..., :3] if rgb.shape[-1] == 4 else rgb[..., 0]
+    return Image.fromarray(rgb).convert("RGB")
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 import torch
 
+from .errors import MissingWeightsError
+
 # Official negative prompts: VSD's classifier-free guidance in training (train.sh --negative_prompt), and the
 # one test_realsr.sh passes at inference (a one-step model has no CFG there: recorded, not used).
 TRAIN_NEGATIVE_PROMPT = ("painting, oil painting, illustration, drawing, art, sketch, oil painting, cartoon, CG Style, "
@@ -27,6 +29,10 @@ INFERENCE_POSITIVE_PROMPT = "clean, high-resolution, 8k"
 INFERENCE_NEGATIVE_PROMPT = "dotted, noise, blur, lowres, smooth"
 RAM_WEIGHTS = "ram_swin_large_14m.pth"
 DAPE_WEIGHTS = "DAPE.pth"
+# The tagger's input, as the official inference.py's ram_transforms: 384 x 384, ImageNet mean/std
+RAM_IMAGE_SIZE = 384
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -67,6 +73,10 @@ class PromptExtractor(ABC):
     @abstractmethod
     def __call__(self, images: torch.Tensor) -> list[str]: ...
 
+    def set_dtype(self, dtype: torch.dtype) -> "PromptExtractor":
+        """Run the tagger's network in ``dtype`` (official training: RAM in fp16); taggers without one ignore it."""
+        return self
+
 
 class FixedPromptExtractor(PromptExtractor):
     def __init__(self, tags: str = ""):
@@ -84,8 +94,6 @@ class RAMPromptExtractor(PromptExtractor):
     """
 
     def __init__(self, ram_weights: str | None, dape_weights: str | None = None, device: str = "cpu"):
-        from .models.loading import MissingWeightsError
-
         missing = [f"RAM weights '{RAM_WEIGHTS}' (prompt ram_weights={ram_weights})"] if not _is_file(ram_weights) else []
         if dape_weights is not None and not _is_file(dape_weights):
             missing.append(f"DAPE weights '{DAPE_WEIGHTS}' (prompt dape_weights={dape_weights})")
@@ -99,16 +107,21 @@ class RAMPromptExtractor(PromptExtractor):
             raise ImportError("the RAM/DAPE prompt extractor needs the 'ram' package of OSEDiff/SeeSR "
                               "(ram.models.ram_lora): see docs/reproduce.md") from None
         kwargs = {"pretrained_condition": dape_weights} if dape_weights else {}
-        self.model = ram(pretrained=ram_weights, image_size=384, vit="swin_l", **kwargs).eval().to(device)
-        self.device = device
+        self.model = ram(pretrained=ram_weights, image_size=RAM_IMAGE_SIZE, vit="swin_l", **kwargs).eval().to(device)
+        self.device, self.dtype = device, torch.float32  # official inference: fp32 (TVT inference.py:77)
+
+    def set_dtype(self, dtype: torch.dtype) -> "RAMPromptExtractor":
+        self.model.to(dtype)
+        self.dtype = dtype
+        return self
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> list[str]:
         from ram import inference_ram
         from torchvision.transforms.functional import normalize, resize
 
-        x = resize(images.to(self.device).float().clamp(0, 1), [384, 384], antialias=True)
-        tags = inference_ram(normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), self.model)
+        x = resize(images.to(self.device).float().clamp(0, 1), [RAM_IMAGE_SIZE] * 2, antialias=True)
+        tags = inference_ram(normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD)).to(self.dtype), self.model)
         return [t.replace(" |", ",") for t in tags]  # upstream RAM joins with " | ", OSEDiff's with ", "
 
 

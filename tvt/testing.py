@@ -32,8 +32,12 @@ def tiny_vae_d8_config() -> dict:
     return {**SD21_VAE_CONFIG, "block_out_channels": (16, 32, 32, 32), "norm_num_groups": 8, "sample_size": 64}
 
 
-def tiny_vae_d4_kwargs() -> dict:
-    return dict(block_out_channels=(16, 32, 32), norm_num_groups=8, sample_size=64)
+TINY_VAE_WIDTHS = {"d4": (16, 32, 32), "v1": (16, 32, 64), "v2": (16, 32, 64), "d8c8": (16, 32, 32, 32)}  # SD's / 8
+
+
+def tiny_vae_d4_kwargs(variant: str = "d4") -> dict:
+    """Tiny widths keeping the variant's layout (tvt.models.vae.vae_variant_of tells them apart)."""
+    return dict(block_out_channels=TINY_VAE_WIDTHS[variant], norm_num_groups=8, sample_size=64)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -130,7 +134,7 @@ def make_tiny_vae_d4(folder: str | Path, seed: int = 0, variant: str = "d4") -> 
     """Write a tiny random VAE-D4 folder (same class and config keys as the full-size one)."""
     torch.manual_seed(seed)
     folder = Path(folder)
-    build_vae_d4(variant, **tiny_vae_d4_kwargs()).save_pretrained(folder)
+    build_vae_d4(variant, **tiny_vae_d4_kwargs(variant)).save_pretrained(folder)
     return folder
 
 

@@ -10,23 +10,16 @@ default ``weights/`` of the checkout).
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import TVTError
 from .models.loading import SD21_BASE
+from .roots import weights_root
 
-WEIGHTS_ROOT_ENV = "TVT_WEIGHTS"
-
-
-def weights_root() -> Path:
-    env = os.environ.get(WEIGHTS_ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parents[1]
-    return checkout / "weights" if (checkout / "pyproject.toml").is_file() else Path.cwd() / "weights"
+log = logging.getLogger(__name__)
 
 
 def torch_hub_checkpoints() -> Path:
@@ -107,6 +100,22 @@ def _metric_status(metric: str) -> Callable[[], Status]:
     return check
 
 
+def _crnn_paths() -> dict[str, Path]:
+    from .text.recognizers import crnn_weight_paths
+
+    return crnn_weight_paths()
+
+
+def _ppocr_status() -> Status:
+    from .text.recognizers import PPOCRRecognizer, RecognizerUnavailable
+
+    try:
+        path = PPOCRRecognizer().model_path
+        return Status(True, path, path.stat().st_size, "", "package data")
+    except RecognizerUnavailable as err:
+        return Status(False, "the rapidocr-onnxruntime wheel", detail=str(err))
+
+
 WEIGHTS: list[WeightFile] = [
     WeightFile("sd21-base", "Stable Diffusion 2.1-base (UNet, VAE-D8, CLIP text encoder, scheduler)",
                "VAE stage 1, ISR training, inference of exports and the official release",
@@ -123,6 +132,14 @@ WEIGHTS: list[WeightFile] = [
     WeightFile("tvt-release", "the official TVT weights (ckp/: model_TVT.pkl, vae.ckpt, TVTUNet/)",
                "infer/eval --model weights/tvt-release", "hub:Joypop/TVTSR",
                lambda: [weights_root() / "tvt-release" / "model_TVT.pkl", weights_root() / "tvt-release" / "ckp" / "model_TVT.pkl"]),
+    *[WeightFile(f"realce-crnn-{lang.lower()}", f"Real-CE's official {lang} text recognizer ({name})",
+                 "eval ocr_acc/ocr_ned with recognizer=realce-crnn (Table 3 as Real-CE measures it)",
+                 "Real-CE's README (github.com/mjq11302010044/Real-CE): recognizer weights, Google Drive",
+                 lambda lang=lang: [_crnn_paths()[lang]])
+      for lang, name in (("CHN", "scene_base_CRNN.pth"), ("ENG", "crnn.pth"))],
+    WeightFile("ppocr", "PP-OCRv4 text recognizer (ch_PP-OCRv4_rec_infer.onnx, package data of rapidocr-onnxruntime)",
+               "eval ocr_acc/ocr_ned (default recognizer), the demo's text section", "pip: rapidocr-onnxruntime",
+               check=lambda: _ppocr_status()),
     *[WeightFile(f"pyiqa:{m}", f"pyiqa '{m}' metric weights", "scripts/eval.py (Table 2)", "pyiqa's model zoo (auto)",
                  check=_metric_status(m))
       for m in ("lpips", "dists", "afine-fr", "clipiqa", "musiq", "qalign", "topiq_nr", "hyperiqa", "afine-nr")],
@@ -141,12 +158,12 @@ def fetch(weight: WeightFile) -> Path:
         from huggingface_hub import snapshot_download
 
         dest = weights_root() / "sd21-base"
-        print(f"downloading {SD21_BASE} -> {dest}")
+        log.info("downloading %s -> %s", SD21_BASE, dest)
         return Path(snapshot_download(SD21_BASE, local_dir=dest))
     if weight.name.startswith("pyiqa:"):
         from .metrics.registry import build_metric
 
-        print(f"building pyiqa metric {weight.name[6:]} (pyiqa downloads its weights into its cache)")
+        log.info("building pyiqa metric %s (pyiqa downloads its weights into its cache)", weight.name[6:])
         build_metric(weight.name[6:])
         return Path(weight.status().where)
     if weight.source.startswith("hub:"):
@@ -154,7 +171,7 @@ def fetch(weight: WeightFile) -> Path:
 
         owner, repo, *filename = weight.source[4:].split("/")
         dest = weight.locate()[0]
-        print(f"downloading {weight.source[4:]} -> {dest}")
+        log.info("downloading %s -> %s", weight.source[4:], dest)
         if filename:
             return Path(hf_hub_download(f"{owner}/{repo}", "/".join(filename), local_dir=dest.parent))
         return Path(snapshot_download(f"{owner}/{repo}", local_dir=dest.parent))
@@ -163,7 +180,7 @@ def fetch(weight: WeightFile) -> Path:
 
         dest = weight.locate()[0]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        print(f"downloading {weight.source} -> {dest}")
+        log.info("downloading %s -> %s", weight.source, dest)
         torch.hub.download_url_to_file(weight.source, str(dest))
         return dest
     raise TVTError(f"{weight.name}: no automatic download; get it from {weight.source} and put it at {weight.locate()[0]}")

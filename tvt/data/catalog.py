@@ -1,6 +1,5 @@
-"""Where data lives: one data root and a catalog of the paper's datasets.
+"""A catalog of the paper's datasets under the data root (tvt.roots.data_root: TVT_DATA, else data/ of the checkout).
 
-    data_root()                        TVT_DATA, else data/ of the source checkout (else ./data)
     paired_dirs("RealSR")              (LR folder, HR folder, scale) of a Table 2 test set
     catalog()["LSDIR"].list            the training file list, relative to the root
 
@@ -10,32 +9,17 @@ looked for and where to get it.
 """
 from __future__ import annotations
 
-import os
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import list_images
+from ..roots import DATA_ROOT_ENV, data_root
 
-DATA_ROOT_ENV = "TVT_DATA"
+log = logging.getLogger(__name__)
 CATALOG_FILE = Path(__file__).with_name("datasets.yaml")  # package data
-
-
-def data_root() -> Path:
-    """The folder datasets are found under: $TVT_DATA, else ``data/`` beside the ``tvt`` package when it runs from
-    a source checkout (the repository's data/, which holds the bundled samples), else ./data."""
-    env = os.environ.get(DATA_ROOT_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file():
-        return checkout / "data"
-    return Path.cwd() / "data"
-
-
-def samples_root() -> Path:
-    """The few sample images bundled with the repository (data/samples/README.md): toy runs, demo, tests."""
-    return Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 @dataclass(frozen=True)
@@ -49,6 +33,10 @@ class DatasetEntry:
     list: str = ""  # images: file list relative to the root
     hr: str = "HR"
     lr: str = "LR"
+    optional: bool = False  # not one of the paper's sets: not reported missing
+    pairs: int = 0  # paired: the number of pairs of the paper's set (0: not checked)
+    sizes: bool = False  # images: the list records each image's size (the stride windows are counted from it)
+    annos: str = ""  # paired text sets (RealCE): the folder of text-line annotations by image stem
 
     def folder(self, root: Path | None = None) -> Path:
         return (root or data_root()) / self.path
@@ -81,11 +69,22 @@ def paired_dirs(name: str, root: str | Path | None = None) -> tuple[Path, Path, 
     return lr, hr, entry.scale
 
 
+def annos_dir(name: str, root: str | Path | None = None) -> Path | None:
+    """The annotation folder of a paired text set (RealCE), None for other sets."""
+    entry = dataset(name)
+    if not entry.annos:
+        return None
+    folder = entry.folder(Path(root).expanduser().resolve() if root else None) / entry.annos
+    if not folder.is_dir():
+        raise InputError(f"dataset '{name}': no annotation folder {folder}. Get it: {entry.get}")
+    return folder
+
+
 def missing_datasets(root: Path | None = None) -> dict[str, str]:
     """{name: one line saying where it was looked for and where to get it} for every absent dataset."""
     root = root or data_root()
     out = {}
-    for e in catalog().values():
+    for e in (e for e in catalog().values() if not e.optional):
         where = root / e.list if e.kind == "images" else e.folder(root)
         ok = where.is_file() if e.kind == "images" else all((where / s).is_dir() for s in (e.hr, e.lr))
         if not ok:
@@ -114,7 +113,8 @@ def install_paired(name: str, src: str | Path, root: Path | None = None, link: b
     entry, src = dataset(name), Path(src).expanduser().resolve()
     found = find_pair_layout(src)
     if found is None:
-        raise InputError(f"{name}: {src} holds none of the folder pairs {', '.join('/'.join(p) for p in PAIR_LAYOUTS)}")
+        raise InputError(f"{name}: {src} holds none of the folder pairs {', '.join('/'.join(p) for p in PAIR_LAYOUTS)}"
+                         f" ({name}: {entry.use}; get it: {entry.get})")
     dest = entry.folder(root)
     dest.mkdir(parents=True, exist_ok=True)
     for folder, sub in zip(found, (entry.hr, entry.lr)):
@@ -128,11 +128,23 @@ def install_paired(name: str, src: str | Path, root: Path | None = None, link: b
         else:
             shutil.copytree(folder, target)
     paired_dirs(name, root)  # names and folders check out
+    if entry.pairs and len(list_images(found[0])) != entry.pairs:
+        log.warning("%s: %d HR images in %s; the paper's set has %d", name, len(list_images(found[0])), found[0],
+                    entry.pairs)
     return dest
 
 
+def build_centre_crops(name: str, hr: str | Path, root: Path | None = None) -> dict:
+    """Our synthetic set ``name`` (DIV2K-centre-crops): 512 centre crops of ``hr`` degraded with seed 0."""
+    from .testset import make_testset
+
+    return make_testset(hr, dataset(name).folder(root), size=512, seed=0)
+
+
 def write_file_list(name: str, src: str | Path, root: Path | None = None, limit: int | None = None) -> Path:
-    """``<root>/lists/<name>.txt``: the images under ``src`` (recursive, sorted), at most ``limit`` of them."""
+    """``<root>/lists/<name>.txt``: the images under ``src`` (recursive, sorted), at most ``limit`` of them; for a
+    set whose entry says ``sizes``, each line is ``path<TAB>width<TAB>height`` (read once here from the headers, so
+    a run counts its stride windows without opening every image; tvt.data.mix)."""
     from ..io import atomic_path, is_image_file
 
     entry, src = dataset(name), Path(src).expanduser().resolve()
@@ -144,5 +156,12 @@ def write_file_list(name: str, src: str | Path, root: Path | None = None, limit:
     path = (root or data_root()) / entry.list
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(str(p) for p in files) + "\n")
+        tmp.write_text("".join(_list_line(p, entry.sizes) for p in files))
     return path
+
+
+def _list_line(path: Path, sizes: bool) -> str:
+    from .mix import image_size
+
+    size = image_size(path) if sizes else None  # None also for an unreadable file: skipped with a warning in training
+    return f"{path}\t{size[0]}\t{size[1]}\n" if size else f"{path}\n"

@@ -7,7 +7,6 @@ per-sample transform (``tvt.data.degradation.DegradeSample``, seeded by the samp
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,13 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from tvt.data.mix import Source, SourceMix, expand_sized, image_size, parse_sources
 from tvt.io import ImageReadError, list_images, pil_to_tensor, read_image
+from tvt.io import image_size as io_image_size
 
 log = logging.getLogger(__name__)
+SMALL_POLICIES = ("pad", "resize", "skip")
 
 
 def expand_sources(sources: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Folders, single images, globs and ``.txt`` file lists (one path a line, relative to the list's folder)."""
+    """Folders, single images, globs and ``.txt`` file lists (one path a line, relative to the list's folder,
+    optionally followed by ``<TAB>width<TAB>height``)."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
     files: list[Path] = []
@@ -30,7 +33,7 @@ def expand_sources(sources: str | Path | Sequence[str | Path]) -> list[Path]:
         src = Path(src)
         if src.suffix.lower() == ".txt" and src.is_file():
             for line in src.read_text().splitlines():
-                line = line.strip()
+                line = line.split("\t")[0].strip()
                 if line and not line.startswith("#"):
                     p = Path(line)
                     files.append(p if p.is_absolute() else src.parent / p)
@@ -50,111 +53,116 @@ def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy/random from torch's per-worker seed (our crops do not need it,
-    but third-party transforms that use the global RNGs then differ across workers and stay reproducible)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
+def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) -> short side ``size``, aspect kept: LDM's ``SmallestMaxSize(size, cv2.INTER_AREA)``
+    (ldm/data/imagenet.py), which its autoencoder data applies instead of padding."""
+    import cv2
+
+    _, h, w = x.shape
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = cv2.resize(x.permute(1, 2, 0).numpy(), (nw, nh), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(out).permute(2, 0, 1).clamp(0, 1).contiguous()
 
 
 class HRImageDataset(Dataset):
-    """Random ``crop_size`` HR crops with optional flip / 90-degree rotation.
+    """``crop_size`` HR crops of a mix of sources (``tvt.data.mix``), with optional flips / 90-degree transposes.
 
-    Images from ``resize_sources`` are resized whole to crop_size x crop_size (LANCZOS) instead of cropped:
-    the official TVT data recipe resizes FFHQ faces to 512 and crops LSDIR (its README).
+    Sample k of an epoch is one (image, window) of ``SourceMix``: a window of a windowed source (the default:
+    every crop_size window at stride 64, the official pre-cut data), an image resized whole (``resize: true``),
+    or an image cropped at a random place (``stride: null``). ``len`` is the samples of one epoch; ``mix.shares()``
+    and ``mix.describe()`` say how much of it each source is.
 
-    item: dict(hr=(3, S, S) float in [0, 1], index=int, path=str). Images smaller than the crop are reflect-padded
-    (``small_policy="pad"``) or dropped when the dataset is built (``"skip"``; one warning with the count).
-    Unreadable files are skipped with a warning naming them and another index is returned.
+    item: dict(hr=(3, S, S) float in [0, 1], index=int, path=str). Images of a ``stride: null`` source smaller
+    than the crop are reflect-padded (``small_policy="pad"``), resized so their short side is crop_size
+    (``"resize"``, LDM's ``SmallestMaxSize`` with INTER_AREA) or dropped when the dataset is built (``"skip"``; one
+    warning with the count). Unreadable files are skipped with a warning naming them and another index is returned.
+    Flips default off: each stage passes its own (official ISR: horizontal flip; LDM's autoencoder data: none).
     """
 
     def __init__(
         self,
-        sources: str | Path | Sequence[str | Path],
+        sources,
         crop_size: int = 512,
-        use_flip: bool = True,
-        use_rot: bool = True,
+        use_flip: bool = False,
+        use_rot: bool = False,
         small_policy: str = "pad",
         seed: int = 0,
-        resize_sources: Sequence[str | Path] = (),
     ):
-        if small_policy not in ("pad", "skip"):
-            raise ValueError(f"small_policy must be 'pad' or 'skip', got {small_policy!r}")
-        self.paths = expand_sources(sources)
-        if not self.paths:
-            raise ValueError(f"no images found in {sources}")
-        self.resized = set(expand_sources(resize_sources)) if resize_sources else set()
-        unknown = self.resized - set(self.paths)
-        if unknown:
-            raise ValueError(f"resize_sources must also be training sources; not among them: {sorted(map(str, unknown))[:3]}")
+        if small_policy not in SMALL_POLICIES:
+            raise ValueError(f"small_policy must be one of {SMALL_POLICIES}, got {small_policy!r}")
+        srcs = parse_sources(sources)
         self.crop_size, self.use_flip, self.use_rot = crop_size, use_flip, use_rot
         self.small_policy, self.seed, self.epoch = small_policy, seed, 0
-        self.bad: set[int] = set()
         self.num_small = 0
-        if small_policy == "skip":
-            self.paths = self._drop_small(self.paths)
+        listings = {i: self._kept(s) for i, s in enumerate(srcs) if small_policy == "skip" and not (s.windowed or s.resize)}
+        if self.num_small:
+            log.warning("skipped %d images smaller than crop_size=%d", self.num_small, crop_size)
+        self.mix = SourceMix(srcs, crop_size, listings)
+        self.paths = self.mix.paths
+        if not len(self.mix):
+            raise ValueError(f"no images found in {[s.path for s in srcs]} "
+                             f"(none with a {crop_size}-px window)")
+        self.bad: set[int] = set()
 
-    def _drop_small(self, paths: list[Path]) -> list[Path]:
-        from PIL import Image
-
+    def _kept(self, src: Source) -> list:
+        """The images of a ``stride: null`` source at least crop_size on both sides (``small_policy="skip"``)."""
         kept = []
-        for p in paths:
-            try:
-                with Image.open(p) as img:
-                    small = min(img.size) < self.crop_size and p not in self.resized
-            except (OSError, ValueError):  # unreadable (PIL raises OSError subclasses): kept here, skipped with a warning in __getitem__
-                small = False
-            if small:
+        for path, size in expand_sized(src.path):
+            size = size or image_size(path)
+            if size is not None and min(size) < self.crop_size:
                 self.num_small += 1
             else:
-                kept.append(p)
-        if self.num_small:
-            log.warning("skipped %d images smaller than crop_size=%d", self.num_small, self.crop_size)
+                kept.append((path, size))
         if not kept:
-            raise ValueError(f"all images are smaller than crop_size={self.crop_size}")
+            raise ValueError(f"all images of {src.path} are smaller than crop_size={self.crop_size}")
         return kept
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.mix)
 
-    def _load(self, index: int) -> torch.Tensor | None:
-        path = self.paths[index]
+    def _load(self, image: int) -> torch.Tensor | None:
+        path = self.paths[image]
         try:
             img = read_image(path)
-            if path in self.resized:
+            if self.mix.sources[self.mix.source_of[image]].resize:
                 from PIL import Image
 
                 img = img.resize((self.crop_size, self.crop_size), Image.LANCZOS)
             return pil_to_tensor(img)  # (3, H, W)
         except (ImageReadError, FileNotFoundError) as err:
-            if index not in self.bad:
+            if image not in self.bad:
                 log.warning("skipping unreadable image %s: %s", path, err)
-                self.bad.add(index)
+                self.bad.add(image)
             return None
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        hr, i = self._load(index), index
-        for _ in range(len(self.paths)):  # fall back to other (deterministic) indices; never crash mid-epoch
+        image, window = self.mix.locate(index, self.epoch)
+        hr = None if image in self.bad else self._load(image)
+        for _ in range(len(self)):  # fall back to other (deterministic) samples; never crash mid-epoch
             if hr is not None:
                 break
-            i = int(rng.integers(len(self.paths)))
-            hr = None if i in self.bad else self._load(i)
+            image, window = self.mix.locate(int(rng.integers(len(self))), self.epoch)
+            hr = None if image in self.bad else self._load(image)
         if hr is None:
             raise RuntimeError("no readable image found in the dataset")
         s = self.crop_size
         _, h, w = hr.shape
-        if h < s or w < s:  # reflect pad; reflect needs pad < size, so repeat for very small images
+        if h < s or w < s:
             if not self.num_small:
-                log.warning("image %s (%dx%d) is smaller than crop_size=%d; reflect-padding", self.paths[i], w, h, s)
+                log.warning("image %s (%dx%d) is smaller than crop_size=%d; %s", self.paths[image], w, h, s,
+                            "resizing" if self.small_policy == "resize" else "reflect-padding")
             self.num_small += 1
-            hr = pad_to(hr, s)
+            hr = resize_short_side(hr, s) if self.small_policy == "resize" else pad_to(hr, s)
             _, h, w = hr.shape
-        top, left = int(rng.integers(h - s + 1)), int(rng.integers(w - s + 1))
+        if window is None:
+            top, left = int(rng.integers(h - s + 1)), int(rng.integers(w - s + 1))
+        else:  # the window's place; clamped if the file changed size since it was listed
+            top, left = min(window[0], h - s), min(window[1], w - s)
         hr = hr[:, top : top + s, left : left + s]
         if self.use_flip and rng.uniform() < 0.5:
             hr = hr.flip(-1)
@@ -163,7 +171,7 @@ class HRImageDataset(Dataset):
                 hr = hr.flip(-2)
             if rng.uniform() < 0.5:
                 hr = hr.transpose(-1, -2)
-        return {"hr": hr.contiguous(), "index": index, "path": str(self.paths[i])}
+        return {"hr": hr.contiguous(), "index": index, "path": str(self.paths[image])}
 
 
 class PairedImageDataset(Dataset):
@@ -180,13 +188,11 @@ class PairedImageDataset(Dataset):
             raise ValueError(f"HR/LR names do not match: only in {hr_dir}: {only_hr}; only in {lr_dir}: {only_lr}")
         if not hr:
             raise ValueError(f"no images in {hr_dir}")
-        from PIL import Image
-
         bad = []
         for name in sorted(hr):
-            with Image.open(hr[name]) as a, Image.open(lr[name]) as b:
-                if (a.size[0], a.size[1]) != (b.size[0] * scale, b.size[1] * scale):
-                    bad.append(f"{name}: HR {a.size[0]}x{a.size[1]} vs LR {b.size[0]}x{b.size[1]} (x{scale})")
+            a, b = io_image_size(hr[name]), io_image_size(lr[name])  # upright, as read_image reads them
+            if a != (b[0] * scale, b[1] * scale):
+                bad.append(f"{name}: HR {a[0]}x{a[1]} vs LR {b[0]}x{b[1]} (x{scale})")
         if bad:
             raise ValueError("HR/LR sizes do not match the scale: " + "; ".join(bad))
         self.names = sorted(hr)
@@ -204,4 +210,4 @@ class PairedImageDataset(Dataset):
         }
 
 
-__all__ = ["HRImageDataset", "PairedImageDataset", "expand_sources", "pad_to", "seed_worker"]
+__all__ = ["HRImageDataset", "PairedImageDataset", "expand_sources", "pad_to", "resize_short_side"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.loading import MissingWeightsError
+from ..errors import MissingWeightsError
 
 log = logging.getLogger(__name__)
 

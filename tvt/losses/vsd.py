@@ -30,14 +30,6 @@ def split_patches(z: torch.Tensor, grid: int = 2) -> torch.Tensor:
     return z.reshape(grid * grid * b, c, h // grid, w // grid)
 
 
-def merge_patches(p: torch.Tensor, grid: int = 2) -> torch.Tensor:
-    """Inverse of ``split_patches``."""
-    n, c, h, w = p.shape
-    b = n // (grid * grid)
-    p = p.reshape(grid, grid, b, c, h, w).permute(2, 3, 0, 4, 1, 5)
-    return p.reshape(b, c, grid * h, grid * w)
-
-
 def eps_to_x0(eps: torch.Tensor, noisy: torch.Tensor, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     a = alphas_cumprod.to(noisy.device, noisy.dtype)[t].view(-1, 1, 1, 1)
     return (noisy - (1 - a).sqrt() * eps) / a.sqrt()

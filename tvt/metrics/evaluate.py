@@ -13,10 +13,8 @@ import logging
 import math
 from pathlib import Path
 
-from PIL import Image
-
 from ..errors import InputError
-from ..io import atomic_path, list_images, pil_to_tensor, read_image
+from ..io import ImageReadError, atomic_path, image_size, list_images, pil_to_tensor, read_image
 from .registry import TABLE2_METRICS, MetricUnavailable, build_metric, get_spec, lower_better, parse_metric_list
 
 log = logging.getLogger(__name__)
@@ -44,17 +42,21 @@ def _by_stem(folder: str | Path) -> dict[str, Path]:
 
 
 def match_pairs(pred_dir, gt_dir, allow_missing: bool = False) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    """Pair images by stem. Returns (pairs, problems). Unmatched names or size mismatches raise
+    """Pair images by stem. Returns (pairs, problems). Unmatched names, unreadable files or size mismatches raise
     EvalInputError listing them, unless ``allow_missing`` (then they are skipped and listed in problems)."""
     pred, gt = _by_stem(pred_dir), _by_stem(gt_dir)
     problems = [f"only in pred: {n}" for n in sorted(pred.keys() - gt.keys())]
     problems += [f"only in gt: {n}" for n in sorted(gt.keys() - pred.keys())]
     pairs = []
     for n in sorted(pred.keys() & gt.keys()):
-        with Image.open(pred[n]) as a, Image.open(gt[n]) as b:
-            if a.size != b.size:
-                problems.append(f"size mismatch: {n} pred {a.size[0]}x{a.size[1]} vs gt {b.size[0]}x{b.size[1]}")
-                continue
+        try:  # from the headers, upright (EXIF orientation applied, as read_image reads them)
+            a, b = image_size(pred[n]), image_size(gt[n])
+        except ImageReadError as err:  # e.g. a text file named .png
+            problems.append(f"unreadable: {str(err).splitlines()[0]}")
+            continue
+        if a != b:
+            problems.append(f"size mismatch: {n} pred {a[0]}x{a[1]} vs gt {b[0]}x{b[1]}")
+            continue
         pairs.append((n, pred[n], gt[n]))
     if problems and not allow_missing:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
@@ -68,10 +70,11 @@ def match_pairs(pred_dir, gt_dir, allow_missing: bool = False) -> tuple[list[tup
 # Evaluation
 # ---------------------------------------------------------------------------------------------
 def evaluate_folders(pred_dir, gt_dir=None, metrics=None, device: str = "cpu", allow_missing: bool = False,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, annos=None, recognizer: str = "ppocr") -> dict:
     """Score every image; returns {"per_image": {name: {metric: value}}, "summary": {...}}.
 
-    Full-reference metrics and fid need ``gt_dir``; no-reference metrics run on ``pred_dir`` alone.
+    Full-reference metrics and fid need ``gt_dir``; no-reference metrics run on ``pred_dir`` alone; the text
+    metrics (ocr_acc, ocr_ned: tvt.text) need ``annos``, RealCE annotations by image stem, and add "per_line".
     """
     import torch
     from tqdm import tqdm
@@ -86,7 +89,12 @@ def evaluate_folders(pred_dir, gt_dir=None, metrics=None, device: str = "cpu", a
         pairs, problems = match_pairs(pred_dir, gt_dir, allow_missing)
 
     built, unavailable = {}, {}
+    text_metrics = [m for m in metrics if get_spec(m).kind == "text"]
+    if text_metrics and annos is None:
+        raise EvalInputError(f"{', '.join(text_metrics)} need annos= (a folder of RealCE annotations by image stem)")
     for name in metrics:
+        if name in text_metrics:
+            continue
         try:
             built[name] = build_metric(name, device)
         except MetricUnavailable as err:
@@ -109,8 +117,19 @@ def evaluate_folders(pred_dir, gt_dir=None, metrics=None, device: str = "cpu", a
             if problems:  # fid compares whole folders; skipped names would bias it silently
                 log.warning("fid: computed on the whole folders, unmatched files included")
             means[m] = float(built[m](str(pred_dir), str(gt_dir)))
+    text = {}
+    if text_metrics:  # pooled over text lines (RealCE), not a mean of per-image scores
+        from ..text.evaluate import score_images
+
+        text = score_images({n: p for n, p, _ in pairs}, annos, recognizer)
+        for n, scores in text["per_image"].items():
+            per_image[n].update({m: scores[m] for m in text_metrics})
+        means.update({m: text["summary"][m] for m in text_metrics})
 
     summary = {m: means[m] for m in metrics if m in means}
+    if text:
+        summary.update({k: v for k, v in text["summary"].items() if k not in means})
+        summary["annos"] = str(annos)
     summary.update({
         "num_images": len(pairs),
         "protocol": {m: get_spec(m).protocol for m in metrics},
@@ -120,7 +139,7 @@ def evaluate_folders(pred_dir, gt_dir=None, metrics=None, device: str = "cpu", a
         "pred": str(pred_dir), "gt": str(gt_dir) if gt_dir else None, "device": device,
         "pyiqa_version": _pyiqa_version(), "torch_version": torch.__version__,
     })
-    return {"per_image": per_image, "summary": summary, "metrics": metrics}
+    return {"per_image": per_image, "summary": summary, "metrics": metrics, "per_line": text.get("rows")}
 
 
 def _pyiqa_version() -> str:
@@ -142,8 +161,12 @@ def write_results(result: dict, out_dir: str | Path) -> dict[str, Path]:
         w.writerow(["name", *per_image_metrics])
         for name, scores in result["per_image"].items():
             w.writerow([name, *(repr(scores[m]) for m in per_image_metrics)])
+    if result.get("per_line") is not None:
+        from ..text.evaluate import write_rows
+
+        paths["lines"] = write_rows(result["per_line"], out / "per_line.csv")
     with atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     with atomic_path(paths["md"]) as tmp:
         tmp.write_text(summary_markdown(summary, result["metrics"]))
     return paths
@@ -158,6 +181,10 @@ def summary_markdown(summary: dict, metrics: list[str]) -> str:
         value = _fmt(summary[m]) if m in summary else "unavailable"
         arrow = "↓ lower" if summary["lower_better"].get(m) else "↑ higher"
         lines.append(f"| {m} | {value} | {arrow} | {summary['protocol'].get(m, '')} |")
+    if "recognizer" in summary:  # scores of different recognizers are not comparable: say which one
+        r = summary["recognizer"]
+        lines += ["", f"Text lines: {summary['ocr_lines']} (CHN {summary['ocr_lines_CHN']}, ENG {summary['ocr_lines_ENG']}), "
+                  f"skipped {len(summary['ocr_skipped_lines'])}; recognizer: {r['name']}: {r['model']}"]
     if summary["unavailable"]:
         lines += ["", "## Unavailable", ""] + [f"- **{m}**: {r}" for m, r in summary["unavailable"].items()]
     if summary.get("skipped"):

@@ -24,7 +24,7 @@ from ..hub import no_hub_retries
 class MetricSpec:
     name: str            # our name (column in tables)
     pyiqa_name: str      # pyiqa registry name
-    kind: str            # "fr" (needs GT), "nr" (no reference), "fid" (folder vs folder)
+    kind: str            # "fr" (needs GT), "nr" (no reference), "fid" (folder vs folder), "text" (needs annotations)
     options: dict = field(default_factory=dict)
     protocol: str = ""   # short human description written into summaries
     label: str = ""      # column header in tables (paper's spelling)
@@ -60,8 +60,12 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in [
     MetricSpec("niqe", "niqe", "nr", {}, "pyiqa default", "NIQE"),
     # distribution
     MetricSpec("fid", "fid", "fid", {}, "pyiqa fid, SR folder vs GT folder", "FID"),
+    # text (tvt.text, not pyiqa): RealCE annotations of each image, pooled over text lines
+    MetricSpec("ocr_acc", "", "text", {}, "RealCE recognition protocol: exact-match rate over text lines", "ACC"),
+    MetricSpec("ocr_ned", "", "text", {}, "RealCE recognition protocol: mean 1 - ED / max length over text lines", "NED"),
 ]}
 
+TABLE3_METRICS = ("psnr", "ssim", "lpips", "ocr_acc", "ocr_ned")  # the paper's Table 3 (RealCE)
 TABLE2_METRICS = ("psnr", "ssim", "fsim", "lpips", "afine-fr", "dists",
                   "clipiqa", "musiq", "qalign", "topiq_nr", "hyperiqa", "afine-nr")  # the paper's Table 2
 
@@ -87,6 +91,8 @@ def lower_better(name: str) -> bool:
     """Direction without building the metric (pyiqa's registry holds it in its default config)."""
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
+    if get_spec(name).kind == "text":
+        return False
     return bool(DEFAULT_CONFIGS[get_spec(name).pyiqa_name].get("lower_better", False))
 
 

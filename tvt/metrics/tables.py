@@ -54,7 +54,18 @@ def table_markdown(summaries: dict[str, dict], metrics: list[str] | None = None,
             cells[n].append(text)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += [f"| {n} | " + " | ".join(c) + " |" for n, c in cells.items()]
-    return "\n".join(lines)
+    return "\n".join(lines) + _recognizer_note(summaries, metrics)
+
+
+def _recognizer_note(summaries: dict[str, dict], metrics: list[str]) -> str:
+    """ACC/NED columns name their recognizer; scores of different recognizers are flagged as not comparable."""
+    if not any(METRICS.get(m) is not None and METRICS[m].kind == "text" for m in metrics):
+        return ""
+    used = {n: s["recognizer"]["name"] for n, s in summaries.items() if isinstance(s.get("recognizer"), dict)}
+    if len(set(used.values())) > 1:
+        return ("\n\n**ACC/NED come from different recognizers and do not compare**: "
+                + "; ".join(f"{n}: {r}" for n, r in used.items()))
+    return f"\n\nACC/NED recognizer: {next(iter(used.values()))}" if used else ""
 
 
 def _find(folder: str | Path, stem: str) -> Path:
@@ -105,8 +116,8 @@ def load_for_comparison(paths: list[str | Path], names: list[str] | None = None)
     """{method: summary} from evaluation folders' summary.json, restricted to the images every method was scored on.
 
     Ranking methods on different image sets is meaningless: when the sets differ, the means are recomputed from
-    each folder's per_image.csv on the common images and the returned note says so; with no common image, or no
-    per_image.csv to recompute from, an InputError says why.
+    each folder's per_image.csv on the common images and the returned note says so; with no common image, or a
+    per_image.csv missing (then the image sets cannot be shown to match), an InputError says why.
     """
     paths = [Path(p) for p in paths]
     names = names or [p.resolve().parent.name for p in paths]
@@ -142,8 +153,7 @@ def load_for_comparison(paths: list[str | Path], names: list[str] | None = None)
             return summaries, (f"compared on the {len(common)} images all evaluations share ("
                                + ", ".join(f"{n}: {len(s)}" for n, s in sets.items()) + ")")
         return summaries, ""
-    counts = {n: s.get("num_images") for n, s in summaries.items()}
-    if len(set(counts.values())) > 1:
-        raise InputError(f"the evaluations cover different numbers of images {counts} and per_image.csv is missing "
-                         "to compare them on the common ones")
-    return summaries, ""
+    # without every per_image.csv nothing shows which images a mean is over: equal counts can be disjoint sets
+    missing = [str(path.with_name("per_image.csv")) for name, path in zip(names, paths) if name not in per_image]
+    raise InputError(f"cannot show the evaluations scored the same images: {', '.join(missing)} missing "
+                     "(scripts/eval.py writes it beside summary.json)")

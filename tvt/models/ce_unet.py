@@ -128,21 +128,6 @@ def build_ce_unet_from_sd(sd_unet: UNet2DConditionModel) -> UNet2DConditionModel
     return ce
 
 
-def ce_unet_key_report(sd_unet: torch.nn.Module, ce_unet: torch.nn.Module) -> dict[str, list[str]]:
-    """Where SD's weights went: CE-UNet names ``copied`` (same shape) / ``sliced`` (see ``_fit``), ``new``
-    (random init; must be only up_blocks.3.upsamplers.0) and ``unused_sd`` (SD names with no place: must be [])."""
-    sd_sd, ce_sd = sd_unet.state_dict(), ce_unet.state_dict()
-    copied, sliced, unused = [], [], []
-    for sd_key, targets in sd_to_ce_unet_key_map(sd_sd).items():
-        targets = [k for k in targets if k in ce_sd]
-        if not targets:
-            unused.append(sd_key)
-        for k in targets:
-            (copied if ce_sd[k].shape == sd_sd[sd_key].shape else sliced).append(k)
-    new = sorted(set(ce_sd) - set(copied) - set(sliced))
-    return {"copied": copied, "sliced": sliced, "new": new, "unused_sd": unused}
-
-
 def is_fully_trained(name: str) -> bool:
     """True for parameter/module names under FULLY_TRAINED_PREFIXES (LoRA wrapper names included)."""
     name = name.replace(".base_layer", "")

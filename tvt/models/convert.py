@@ -27,8 +27,10 @@ import torch
 from peft import LoraConfig
 from torch import nn
 
+from ..errors import MissingWeightsError
 from ..prompts import DAPE_WEIGHTS, RAM_WEIGHTS, official_inference_prompt
-from .loading import SD21_BASE, MissingWeightsError, TVTComponents, load_text_parts
+from .generator import GENERATOR_TIMESTEP  # test_realsr.sh --time_step 1
+from .loading import SD21_BASE, TVTComponents, load_text_parts
 from .lora import merge_lora
 from .vae import AutoencoderKLD4, build_vae_d4
 
@@ -36,7 +38,6 @@ OFFICIAL_VAE_PREFIX = "vaeDe4."
 OFFICIAL_ADAPTERS = ("encoder", "decoder", "others")  # adapter names: default_<name>
 OFFICIAL_UNET_KEYS = ("rank_unet", "state_dict_unet", *(f"unet_lora_{a}_modules" for a in OFFICIAL_ADAPTERS))
 OFFICIAL_VAE_CONFIG = dict(sample_size=768)  # config2.json; everything else equals build_vae_d4("d4")
-OFFICIAL_TIMESTEP = 1  # test_realsr.sh --time_step 1
 
 
 def _load(ckpt) -> dict:
@@ -160,4 +161,4 @@ def load_official_release(path: str | Path, base_model: str | Path | None = None
     load_official_unet(path if path.is_file() else folder / "model_TVT.pkl", ce_unet)  # all three adapters merged
     prompt = official_inference_prompt(str(folder / RAM_WEIGHTS), str(folder / DAPE_WEIGHTS))
     return TVTComponents(vae=convert_official_vae_d4(folder / "vae.ckpt"), unet=ce_unet, text_encoder=te, tokenizer=tok,
-                         scheduler=sched, architecture="tvt", timestep=OFFICIAL_TIMESTEP, base_model=base, prompt=prompt)
+                         scheduler=sched, architecture="tvt", timestep=GENERATOR_TIMESTEP, base_model=base, prompt=prompt)

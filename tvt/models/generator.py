@@ -11,11 +11,12 @@ test_realsr.sh: --time_step 1). At t = 1 the map starts near the identity on the
 
 ``denoise`` is exactly one DDPMScheduler.step with a single inference step (its prev_t is < 0, so the
 step returns the predicted x0); we write the formula out so no scheduler state is involved.
-The same class runs TVT (VAE-D4 + CE-UNet) and the OSEDiff baseline (VAE-D8 + SD UNet).
+The same class runs TVT (VAE-D4 + CE-UNet), the OSEDiff baseline (VAE-D8 + SD UNet) and every ablation of
+tvt.models.architectures (latents of C channels: S3's are 8).
 
-Large images: ``enable_tiling(tile, overlap, batch)`` runs ``denoise`` on overlapping latent tiles blended with
-Gaussian weights (OSEDiff's / TVT inference_tile.py's scheme), ``batch`` tiles per UNet call; VAE tiling is
-diffusers' own (tvt.models.vae.enable_vae_tiling).
+Large images: a ``Tiling`` passed to ``encode``/``denoise``/``decode`` (per call, no state kept) runs ``denoise``
+on overlapping latent tiles blended with Gaussian weights (OSEDiff's / TVT inference_tile.py's scheme), ``batch``
+tiles per UNet call, and the VAE in diffusers' tiles for that call only (tvt.models.vae.vae_tiling).
 
 Speed (opt-in, ``enable_fast_inference``; off, the code above runs as written): ``torch.compile`` of the UNet and
 the VAE encoder/decoder, channels_last, and an SDPA backend order (``sdpa_order``). The posterior noise is drawn
@@ -27,6 +28,7 @@ import contextlib
 import functools
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -35,15 +37,16 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .architectures import ARCHITECTURES  # noqa: F401  (re-exported: the one registry of Tables 5 and 7's rows)
 from .sd21 import downscale_factor
+from .vae import vae_tiling
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURES = {  # name: (VAE, UNet) of the one-step generator; Table 7's rows
-    "tvt": ("vae_d4", "ce_unet"),  # the paper: VAE-D4 + CE-UNet
-    "osediff": ("vae_d8", "sd_unet"),  # S1: SD's VAE-D8 + SD UNet (OSEDiff)
-    "s4": ("vae_d4", "sd_unet"),  # S4: VAE-D4 + the whole SD UNet at the D4 latent size
-}
+# Sec. 3.3, under Eq. (5): "the time step is set to 1 in our work" (official train.sh and test_realsr.sh:
+# --time_step 1; inference.py's argparse default 999 is overridden by both). The default of training, inference,
+# exports and the official-release loader.
+GENERATOR_TIMESTEP = 1
 COMPILED_PARTS = ("unet", "vae.encoder", "vae.decoder")  # what enable_fast_inference compiles
 SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                  "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
@@ -54,8 +57,29 @@ AUTO_CUDA_OPTIONS = {"max_autotune": True, "coordinate_descent_tuning": True, "t
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune", "auto")
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """The tiling of one generator call: ``denoise`` in ``tile`` x ``tile`` latent tiles overlapping by ``overlap``
+    latent pixels, ``batch`` tiles per UNet call (tile 0 = whole); the VAE in ``vae_tile`` x ``vae_tile`` image
+    tiles (0 = whole)."""
+
+    tile: int = 0
+    overlap: int = 0
+    batch: int = 1
+    vae_tile: int = 0
+
+    def __post_init__(self):
+        if self.tile > 0 and not 0 <= self.overlap < self.tile:
+            raise ValueError(f"tile overlap must be in [0, tile={self.tile}), got {self.overlap}")
+        if self.batch < 1:
+            raise ValueError(f"tile batch must be >= 1, got {self.batch}")
+
+
+WHOLE = Tiling()  # no tiling
+
+
 class OneStepGenerator(nn.Module):
-    def __init__(self, vae: nn.Module, unet: nn.Module, alphas_cumprod: torch.Tensor, timestep: int = 1,
+    def __init__(self, vae: nn.Module, unet: nn.Module, alphas_cumprod: torch.Tensor, timestep: int = GENERATOR_TIMESTEP,
                  sample_posterior: bool = True):
         super().__init__()
         self.vae = vae
@@ -64,7 +88,6 @@ class OneStepGenerator(nn.Module):
         # Official: the VAE posterior is sampled (latent_dist.sample()); False uses its mode (deterministic).
         self.sample_posterior = sample_posterior
         self.register_buffer("alphas_cumprod", alphas_cumprod.detach().float().clone(), persistent=False)
-        self.tile, self.tile_overlap, self.tile_batch = 0, 0, 1  # latent tiling of denoise: off
         # fast path (enable_fast_inference): off
         self.memory_format = torch.preserve_format
         self.sdpa_backend: str | None = None
@@ -74,18 +97,6 @@ class OneStepGenerator(nn.Module):
     @property
     def scale_factor(self) -> int:
         return downscale_factor(self.vae.config)
-
-    def enable_tiling(self, tile: int, overlap: int, batch: int = 1) -> None:
-        """Denoise in ``tile`` x ``tile`` latent tiles overlapping by ``overlap`` latent pixels, ``batch`` tiles per
-        UNet call (the prompt repeated); tile 0 = off."""
-        if tile > 0 and not 0 <= overlap < tile:
-            raise ValueError(f"tile overlap must be in [0, tile={tile}), got {overlap}")
-        if batch < 1:
-            raise ValueError(f"tile batch must be >= 1, got {batch}")
-        self.tile, self.tile_overlap, self.tile_batch = max(tile, 0), overlap, batch
-
-    def disable_tiling(self) -> None:
-        self.tile, self.tile_overlap, self.tile_batch = 0, 0, 1
 
     # ----- fast path -------------------------------------------------------------------------
     def enable_fast_inference(self, compile: bool | Sequence[str] = True, mode: str | None = "auto",
@@ -162,8 +173,8 @@ class OneStepGenerator(nn.Module):
         order = self._sdpa_orders[key]
         return contextlib.nullcontext() if order is None else sdpa_kernel(order, set_priority=True)
 
-    def encode(self, lr_up: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> scaled latent (B, 4, H/f, W/f)."""
+    def encode(self, lr_up: torch.Tensor, generator: torch.Generator | None = None, tiling: Tiling = WHOLE) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> scaled latent (B, 4, H/f, W/f); the VAE in ``tiling.vae_tile`` tiles."""
         f = self.scale_factor
         if lr_up.ndim != 4 or lr_up.shape[1] != 3 or lr_up.shape[-1] % f or lr_up.shape[-2] % f:
             raise ValueError(f"generator input must be (B, 3, H, W) with H, W multiples of {f}, got {tuple(lr_up.shape)}")
@@ -173,21 +184,21 @@ class OneStepGenerator(nn.Module):
             if self.sample_posterior:  # latent_dist.sample(generator)'s draw, made before the encoder runs
                 shape = (x.shape[0], self.vae.config.latent_channels, x.shape[-2] // f, x.shape[-1] // f)
                 noise = randn_tensor(shape, generator=generator, device=x.device, dtype=self.vae.dtype)
-            with self.attention(x):
+            with self.attention(x), vae_tiling(self.vae, tiling.vae_tile):
                 dist = self.vae.encode(x).latent_dist
             z = dist.mean + dist.std * noise if noise is not None else dist.mode()
         return z * self.vae.config.scaling_factor
 
-    def denoise(self, z: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    def denoise(self, z: torch.Tensor, prompt_embeds: torch.Tensor, tiling: Tiling = WHOLE) -> torch.Tensor:
         """One UNet evaluation at ``self.timestep``, turned into x0. z (B, 4, h, w), prompt_embeds (B, 77, D).
 
-        Tiled when ``enable_tiling`` was called and z is larger than a tile."""
+        In ``tiling``'s latent tiles when z is larger than a tile (the prompt repeated per tile)."""
         b = z.shape[0]
         if prompt_embeds.shape[0] != b:
             raise ValueError(f"prompt_embeds batch {prompt_embeds.shape[0]} != latent batch {b}")
         # k tiles of a batch come as (k * B, ...), tile-major: the prompts repeat k times
-        return tiled_apply(lambda zt: self._denoise(zt, prompt_embeds.repeat(zt.shape[0] // b, 1, 1)), z, self.tile,
-                           self.tile_overlap, self.tile_batch)
+        return tiled_apply(lambda zt: self._denoise(zt, prompt_embeds.repeat(zt.shape[0] // b, 1, 1)), z, tiling.tile,
+                           tiling.overlap, tiling.batch)
 
     def _denoise(self, z: torch.Tensor, prompt_embeds: torch.Tensor) -> torch.Tensor:
         t = torch.full((z.shape[0],), self.timestep, device=z.device, dtype=torch.long)
@@ -197,11 +208,11 @@ class OneStepGenerator(nn.Module):
         a_t = self.alphas_cumprod[self.timestep].to(z.device)
         return (z - (1 - a_t).sqrt() * eps.to(z.dtype)) / a_t.sqrt()
 
-    def decode(self, z0: torch.Tensor) -> torch.Tensor:
-        """Scaled latent -> image in [-1, 1] (clamped, as the official code does)."""
+    def decode(self, z0: torch.Tensor, tiling: Tiling = WHOLE) -> torch.Tensor:
+        """Scaled latent -> image in [-1, 1] (clamped, as the official code does); the VAE in ``tiling.vae_tile`` tiles."""
         with _no_autocast(z0):
             z = (z0.to(self.vae.dtype) / self.vae.config.scaling_factor).to(memory_format=self.memory_format)
-            with self.attention(z):
+            with self.attention(z), vae_tiling(self.vae, tiling.vae_tile):
                 x = self.vae.decode(z).sample
         return x.clamp(-1, 1)
 

@@ -1,4 +1,4 @@
-"""Loading pretrained parts: one place that turns "weights are missing" into a clear message instead of a hub
+"""Loading pretrained parts: one place that turns "weights are missing" or "damaged" into a clear message instead of a
 traceback, SD 2.1-base's text parts, hub snapshots of exports, and what every loader returns (``TVTComponents``)."""
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import TVTError
+from ..errors import DamagedWeightsError, MissingWeightsError
 from ..hub import hub_kwargs
 from ..prompts import PromptSpec
 from .sd21 import SD21_BASE
 
-__all__ = ["SD21_BASE", "MissingWeightsError", "TVTComponents", "require_pretrained", "looks_local",
+__all__ = ["SD21_BASE", "TVTComponents", "require_pretrained", "looks_local", "check_safetensors",
            "load_text_parts", "download_if_present"]
-
-
-class MissingWeightsError(TVTError, FileNotFoundError):
-    """Pretrained weights are not available locally and cannot be downloaded."""
 
 
 @dataclass
@@ -61,12 +57,28 @@ def require_pretrained(cls, path_or_hub_id, what: str, subfolder: str | None = N
     try:
         return cls.from_pretrained(path_or_hub_id, subfolder=subfolder, **{**hub_kwargs(), **kwargs})
     except (OSError, ValueError, EnvironmentError) as err:
+        if looks_local(path_or_hub_id):  # the folder is there: a damaged file in it is not "not found"
+            for weights in sorted((local / subfolder if subfolder else local).rglob("*.safetensors")):
+                check_safetensors(weights)
         where = f"{path_or_hub_id}/{subfolder}" if subfolder else path_or_hub_id
         raise MissingWeightsError(
             f"{what} weights not found at '{where}'. Download them (e.g. `huggingface-cli download "
             f"{SD21_BASE if 'SD' in what else path_or_hub_id}`) on a machine with internet and pass the local "
             f"folder instead. Original error: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from None
+
+
+def check_safetensors(path: str | Path) -> None:
+    """DamagedWeightsError naming ``path`` when it is not a whole safetensors file (a truncated copy or download):
+    its header must describe exactly the bytes that follow. Reads the header alone."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as err:  # noqa: BLE001 - SafetensorError and OSError: the file is unreadable either way
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DamagedWeightsError(f"weights file {path} is damaged ({reason}): copy or download it again") from None
 
 
 def load_text_parts(base_model: str | Path):

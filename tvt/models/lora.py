@@ -200,19 +200,21 @@ def _base_name(name: str) -> str:
     return name.replace(".base_layer", "")
 
 
-def fully_trained_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The fully trained layers' weights (FULLY_TRAINED_PREFIXES) under plain, LoRA-free names."""
+def fully_trained_state_dict(model: nn.Module, fully_trained: Callable[[str], bool] = is_fully_trained
+                             ) -> dict[str, torch.Tensor]:
+    """The fully trained layers' weights (default: the CE-UNet's FULLY_TRAINED_PREFIXES; an architecture's
+    ``is_fully_trained`` otherwise) under plain, LoRA-free names."""
     return {_base_name(k): v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-            if "lora_" not in k and is_fully_trained(k)}
+            if "lora_" not in k and fully_trained(k)}
 
 
-def save_fully_trained(model: nn.Module, path: str | Path) -> None:
-    """Write ``fully_trained_state_dict(model)`` as one safetensors file (atomically)."""
+def save_fully_trained(model: nn.Module, path: str | Path, fully_trained: Callable[[str], bool] = is_fully_trained) -> None:
+    """Write ``fully_trained_state_dict(model, fully_trained)`` as one safetensors file (atomically)."""
     from safetensors.torch import save_file
 
     from ..io import atomic_path
 
-    weights = fully_trained_state_dict(model)
+    weights = fully_trained_state_dict(model, fully_trained)
     if not weights:
         raise ValueError("no fully trained layers found: is this a CE-UNet?")
     with atomic_path(path) as tmp:

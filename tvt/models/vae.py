@@ -9,7 +9,11 @@ identity: everything else (DiagonalGaussian posterior, tiling, slicing, save/loa
 """
 from __future__ import annotations
 
+import threading
+import weakref
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -81,36 +85,36 @@ class AutoencoderKLD4(AutoencoderKL):
     def downscale_factor(self) -> int:
         return downscale_factor(self.config)
 
-    def encode_latent(self, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
-        """Image (B, 3, H, W) in [-1, 1] -> scaled latent (B, 4, H/f, W/f); the posterior mode unless ``sample``."""
-        _check_image(x, self.downscale_factor)
-        dist = self.encode(x).latent_dist
-        z = dist.sample(generator) if sample else dist.mode()
-        return z * self.config.scaling_factor
-
-    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
-        """Scaled latent (B, 4, h, w) -> image (B, 3, h*f, w*f) in about [-1, 1]."""
-        if z.ndim != 4 or z.shape[1] != self.config.latent_channels:
-            raise ValueError(f"expected a (B, {self.config.latent_channels}, h, w) latent, got {tuple(z.shape)}")
-        return self.decode(z / self.config.scaling_factor).sample
-
-
-def _check_image(x: torch.Tensor, factor: int) -> None:
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected an image batch (B, 3, H, W), got {tuple(x.shape)}")
-    if x.shape[-2] % factor or x.shape[-1] % factor:
-        raise ValueError(f"image sides must be multiples of {factor}, got {tuple(x.shape[-2:])}")
-
 
 # ---------------------------------------------------------------------------------------------
-# Architectures: the paper's D4 and the Table 5 ablations V1/V2
+# Architectures: the paper's D4, the Table 5 ablations V1/V2 and Table 7's D8C8
 # ---------------------------------------------------------------------------------------------
 VAE_VARIANTS: dict[str, dict] = {
     # name: AutoencoderKLD4 kwargs
     "d4": dict(block_out_channels=(128, 256, 256), use_mid_block=False),
     "v1": dict(block_out_channels=(128, 256, 512), use_mid_block=True),
     "v2": dict(block_out_channels=(128, 256, 512), use_mid_block=False),
+    # Table 7's S3: SD's VAE-D8 layout with an 8-channel latent (tvt.models.latent_channels), trained by the same stages
+    "d8c8": dict(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                 up_block_types=("UpDecoderBlock2D",) * 4, use_mid_block=True, latent_channels=8),
 }
+
+
+def vae_variant_of(config) -> str | None:
+    """The VAE_VARIANTS name whose layout ``config`` has: stages, whether the last stage keeps the width of the one
+    before (D4: 256/256; V1, V2: 256/512), mid block, latent channels. Absolute widths are free, so tiny test VAEs
+    match too. None when none matches."""
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+
+    def layout(widths, mid, latent):
+        widths = list(widths)
+        return len(widths), len(widths) > 1 and widths[-1] == widths[-2], bool(mid), int(latent)
+
+    ours = layout(get("block_out_channels", ()), get("use_mid_block", False), get("latent_channels", 4))
+    for name, kw in VAE_VARIANTS.items():
+        if layout(kw["block_out_channels"], kw["use_mid_block"], kw.get("latent_channels", 4)) == ours:
+            return name
+    return None
 
 
 def build_vae_d4(variant: str = "d4", **overrides) -> AutoencoderKLD4:
@@ -145,3 +149,20 @@ def enable_vae_tiling(vae: AutoencoderKL, tile_px: int) -> None:
     tile_px = max(4 * f, tile_px // (4 * f) * (4 * f))
     vae.tile_sample_min_size, vae.tile_latent_min_size = tile_px, tile_px // f
     vae.enable_tiling()
+
+
+_TILING_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def vae_tiling(vae: AutoencoderKL, tile_px: int) -> Iterator[None]:
+    """``enable_vae_tiling(vae, tile_px)`` for the calls inside only. diffusers keeps tiling as VAE attributes, so
+    they are set on entry and put back on exit, under a lock per VAE: one call's tiles never reach another call,
+    nested or in another thread (which waits for the VAE meanwhile)."""
+    with _TILING_LOCKS.setdefault(vae, threading.RLock()):
+        saved = (vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size)
+        enable_vae_tiling(vae, tile_px)
+        try:
+            yield
+        finally:
+            vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = saved

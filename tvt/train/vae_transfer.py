@@ -26,11 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from ..models.sd21 import SD21_VAE_CONFIG
+from ..models.latent_channels import widen_latent
+from ..models.sd21 import SD21_VAE_CONFIG, downscale_factor
 from ..losses.vae_loss import REDUCTIONS, ReconstructionLoss, VAEGANLoss, kl_loss, latent_l2_loss
 from ..models.loading import SD21_BASE
 from ..models.vae import VAE_VARIANTS, build_vae_d4, load_vae_d4, load_vae_d8
-from .core import Stage, TrainConfig, make_optimizer, make_scheduler
+from .optim import make_optimizer, make_scheduler
+from .stage import Stage
+from .train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,15 @@ VARIANTS = (*VAE_VARIANTS, D8_VARIANT)
 
 @dataclass
 class VAEDataConfig:
-    sources: list = field(default_factory=list)  # HR image folders or file lists (configs name them under ${data:})
+    # each a path or {path, stride, weight, resize} (tvt.data.mix.Source); a path alone: every crop_size window
+    # at stride 64 is a sample (TVT README: LSDIR so cut); OpenImage images are one sample each (stride: null)
+    sources: list = field(default_factory=list)
     crop_size: int = 512
+    # LDM's autoencoder data (ldm/data/imagenet.py ImageNetSR): no flips or rotations; images smaller than the crop
+    # are rescaled (SmallestMaxSize, INTER_AREA), not padded
+    use_hflip: bool = False
+    use_rot: bool = False
+    small_policy: str = "resize"  # pad | resize | skip
     val_dir: Optional[str] = None  # held-out HR images for validation during training
     num_val: int = 4
 
@@ -65,17 +75,19 @@ class VAELossConfig:
 class VAETransferConfig:
     mode: str = "stage1"
     sd_model: str = SD21_BASE  # SD 2.1 folder or hub id: its vae/ is the frozen VAE-D8
-    variant: str = "d4"  # d4 | v1 | v2 (Table 5) | d8 (mode=scratch only: SD's VAE-D8 layout)
+    variant: str = "d4"  # d4 | v1 | v2 (Table 5) | d8c8 (Table 7's S3) | d8 (mode=scratch only: SD's VAE-D8 layout)
     vae_kwargs: dict = field(default_factory=dict)  # overrides of the variant's config (tiny runs)
     decoder_from: Optional[str] = None  # stage 2: the stage-1 export folder (its decoder; the encoder starts random)
     sample_posterior: bool = True  # LDM AutoencoderKL.forward(sample_posterior=True): train on z ~ q(z|x)
     d8_latent: str = "sample"  # stage 1: what the D4 decoder reads; LDM's decoder always reads posterior samples
     data: VAEDataConfig = field(default_factory=VAEDataConfig)
     loss: VAELossConfig = field(default_factory=VAELossConfig)
-    # LDM configure_optimizers: Adam(betas=(0.5, 0.9)), no weight decay (AdamW with weight_decay=0 is Adam);
-    # no gradient clipping (Lightning's gradient_clip_val=0, which LDM's configs never set).
+    # LDM configure_optimizers: Adam(betas=(0.5, 0.9)), no weight decay (AdamW with weight_decay=0 is Adam), no lr
+    # scheduler (a constant lr); no gradient clipping (Lightning's gradient_clip_val=0, which LDM's configs never
+    # set).
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        run_name="vae", adam_beta1=0.5, adam_beta2=0.9, weight_decay=0.0, max_grad_norm=0.0))
+        run_name="vae", adam_beta1=0.5, adam_beta2=0.9, weight_decay=0.0, max_grad_norm=0.0,
+        lr_scheduler="constant"))
 
 
 class _Autoencode(nn.Module):
@@ -99,6 +111,7 @@ class VAETransferStage(Stage):
     Config = VAETransferConfig
     name = "vae"
     run_inputs = ("decoder_from",)
+    optimizer_names = ("autoencoder", "discriminator")
 
     def setup(self, accelerator) -> None:
         cfg = self.cfg
@@ -143,7 +156,7 @@ class VAETransferStage(Stage):
         log.info("%s: effective lr %s (scale_lr=%s)", self.name, ", ".join(f"{k} {v:.3e}" for k, v in lrs.items()),
                  cfg.train.scale_lr)
         self.effective_lr = lrs
-        self.train_dataset = _hr_dataset(cfg.data.sources, cfg.data.crop_size, cfg.train.seed)
+        self.train_dataset = _hr_dataset(cfg.data, cfg.train.seed)
         self._val_images = None
 
     def _build_vae(self) -> nn.Module:
@@ -192,15 +205,26 @@ class VAETransferStage(Stage):
         A posterior sample by default (``d8_latent=sample``): LDM's decoder is only ever trained on
         ``posterior.sample()`` (AutoencoderKL.forward, sample_posterior=True), so the stage-1 decoder, which stands in
         for it, reads what SD's decoder was trained to read. ``d8_latent=mode`` trains on the posterior mean instead.
+        Table 7's VAE-D8C8 (variant d8c8): the D8 latent of the image itself, its channels interpolated 4 -> 8
+        (tvt.models.latent_channels). Generally: upsampled by 8 / the trained VAE's factor, widened to its channels.
         """
-        up2 = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
-        dist = self.vae_d8.encode(up2).latent_dist
+        up = downscale_factor(self.vae_d8.config) // downscale_factor(self.vae.config)
+        if up > 1:
+            x = F.interpolate(x, scale_factor=up, mode="bicubic", align_corners=False).clamp(-1, 1)
+        dist = self.vae_d8.encode(x).latent_dist
         if sample is None:
             sample = self.cfg.d8_latent == "sample"
-        return dist.sample() if sample else dist.mode()
+        z = dist.sample() if sample else dist.mode()
+        channels = self.vae.config.latent_channels
+        return z if channels == z.shape[1] else widen_latent(z, channels)
 
-    def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
-        cfg, acc = self.cfg, self.accelerator
+    def train_step(self, batch: dict, step: int):
+        """Yields the autoencoder's loss, then (once it trains) the discriminator's, which the Trainer
+        backpropagates and updates in turn: LDM's order (Lightning runs one training_step per optimizer,
+        autoencoder.py:351-370). LDM's second training_step forwards the batch again, after the autoencoder's
+        update; the discriminator here reads this forward's reconstruction (detached): one VAE forward less per
+        step, the reconstruction of the weights one update older on the step's last micro-batch."""
+        cfg = self.cfg
         x = batch["hr"] * 2 - 1  # (B, 3, S, S) in [-1, 1]
         z_d8 = None
         if cfg.mode == "stage1":
@@ -218,11 +242,10 @@ class VAETransferStage(Stage):
             align = latent_l2_loss(posterior.mode(), z_d8, x, cfg.loss.reduction)
             loss = loss + cfg.loss.align_weight * align
             logs["align"] = align.detach()
-        acc.backward(loss)
-        d_loss, d_logs = self.gan.discriminator_loss(x_rec, x, step)
+        yield loss, {"loss": loss.detach(), **logs}
+        d_loss, d_logs = self.gan.discriminator_loss(x_rec, x, step)  # x_rec detached inside
         if d_loss is not None:
-            acc.backward(d_loss)
-        return {"loss": loss.detach(), **logs, **d_logs}
+            yield d_loss, d_logs
 
     @torch.no_grad()
     def validate(self, step: int, run_dir: Path) -> dict[str, float]:
@@ -259,9 +282,10 @@ def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, top:top + size, left:left + size]
 
 
-def _hr_dataset(sources, crop_size: int, seed: int):
+def _hr_dataset(data: VAEDataConfig, seed: int):
     from ..data.datasets import HRImageDataset
 
-    if not sources:
+    if not data.sources:
         raise ConfigError("data.sources is empty: give HR image folders or file lists, e.g. data.sources=[${data:DIV2K/HR}]")
-    return HRImageDataset(list(sources), crop_size=crop_size, seed=seed)
+    return HRImageDataset(list(data.sources), crop_size=data.crop_size, use_flip=data.use_hflip, use_rot=data.use_rot,
+                          small_policy=data.small_policy, seed=seed)

@@ -1,10 +1,12 @@
-"""The demo's report: one Markdown text, also rendered to HTML (the markdown package), plus loss-curve plots."""
+"""The demo's report (``make demo``, scripts/demo.py): one Markdown text, also rendered to HTML (the markdown
+package), with loss-curve plots, a crop figure, and the toy VAEs' reconstruction scores."""
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-from tvt.io import atomic_path
+from ..io import atomic_path
+from .toy import loss_curve
 
 
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
@@ -95,9 +97,9 @@ def vae_reconstructions(toy, hr_dir: Path, out_dir: Path) -> dict[str, dict[str,
     the D8 reconstructions are written to ``out_dir/D8`` for the crop figure."""
     import torch
 
-    from tvt.io import list_images, pil_to_tensor, read_image, save_image
-    from tvt.metrics.image import psnr_y
-    from tvt.models.vae import load_vae_d4, load_vae_d8
+    from ..io import list_images, pil_to_tensor, read_image, save_image
+    from ..metrics.image import psnr_y
+    from ..models.vae import load_vae_d4, load_vae_d8
 
     vaes = {"VAE-D8 teacher (toy)": load_vae_d8(toy.sd), "VAE-D4, Transfer VAE Training (toy)": load_vae_d4(toy.vae_d4)}
     rows = {name: [] for name in vaes}
@@ -113,15 +115,26 @@ def vae_reconstructions(toy, hr_dir: Path, out_dir: Path) -> dict[str, dict[str,
 
 
 def demo_report(out: Path, summaries: dict, vae_rows: dict, toy, sr_dirs: dict, images: Path, crops: list[str],
-                seconds: float) -> tuple[Path, Path]:
+                seconds: float, text: tuple[dict, dict] | None = None) -> tuple[Path, Path]:
+    """``text``: (rows, image folders) of tvt.demo.text.text_legibility, the first section after the note."""
     import platform
 
     import torch
 
-    from tvt.metrics.tables import crop_figure, table_markdown
+    from ..metrics.tables import crop_figure, table_markdown
 
     n = summaries["Bicubic"]["num_images"]
+    from .text import TEXT_CROPS, text_section
+
     sections = [("What this is", toy_note(toy) if toy else "The model given to the demo, on the bundled RealSR samples.")]
+    figures = []
+    if text:
+        sections.append(("Text legibility (rendered text lines, x4; read by PP-OCR)", text_section(text[0])))
+        boxes = [(c.split(":")[0], tuple(int(v) for v in c.split(":")[1].split(","))) for c in TEXT_CROPS]
+        boxes = [b for b in boxes if any(text[1]["HR"].glob(f"{b[0]}.*"))]
+        if boxes:
+            crop_figure(boxes, text[1], out / "text_crops.png", tile=192)
+            figures.append((" / ".join(text[1]) + " (text lines, nearest-neighbour zoom)", "text_crops.png"))
     sections.append((f"RealSR samples, x4 ({n} images, never trained on)", table_markdown(summaries, list(summaries["Bicubic"]["protocol"]))
                      + "\n\nPSNR/SSIM on the Y channel of YCbCr (BT.601), no border crop (pyiqa): the paper's Table 2 protocol."
                      + ("\n\nColour fix (`color_fix`): AdaIN is the official default; wavelet takes the low frequencies "
@@ -130,7 +143,7 @@ def demo_report(out: Path, summaries: dict, vae_rows: dict, toy, sr_dirs: dict, 
     if vae_rows:
         sections.append(("VAE reconstruction of the same HR images (toy)", table_markdown(vae_rows, ["psnr"])
                          + "\n\nEncode + decode of the 512x512 HR images; the D4 latent has 4x the positions of the D8 one."))
-    figures, columns = [], {"Bicubic": sr_dirs["Bicubic"], **({"VAE-D8 reconstruction": out / "work" / "vae" / "D8"} if toy else {}),
+    columns = {"Bicubic": sr_dirs["Bicubic"], **({"VAE-D8 reconstruction": out / "work" / "vae" / "D8"} if toy else {}),
                             **{k: v for k, v in sr_dirs.items() if k.startswith("TVT")}, "HR": images / "HR"}
     boxes = [(c.rsplit(":", 1)[0], tuple(int(v) for v in c.rsplit(":", 1)[1].split(","))) for c in crops]
     boxes = [b for b in boxes if (images / "HR" / f"{b[0]}.png").is_file()]
@@ -138,8 +151,6 @@ def demo_report(out: Path, summaries: dict, vae_rows: dict, toy, sr_dirs: dict, 
         crop_figure(boxes, columns, out / "crops.png")
         figures.append((" / ".join(columns) + " (nearest-neighbour zoom)", "crops.png"))
     for title, (stage, keys) in (CURVES.items() if toy else []):
-        from tvt_scripts.toy import loss_curve
-
         name = f"loss_{stage}.png"
         plot_curves({k: loss_curve(toy.runs[stage], k) for k in keys}, out / name, title)
         figures.append((f"Loss curve: {title}", name))
