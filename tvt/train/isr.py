@@ -76,6 +76,12 @@ class ISRLossConfig:
     fake_lr: Optional[float] = None  # the fake UNet's LoRA; defaults to train.lr (official)
 
 
+def one_step_train_config(run_name: str) -> TrainConfig:
+    """The one-step recipe's optimisation defaults, shared by ISR and STISR training (docs/fidelity.md, a row each)."""
+    return TrainConfig(run_name=run_name, lr=5e-5, batch_size=2, grad_accum=2, weight_decay=1e-2,
+                       lr_scheduler="constant")
+
+
 @dataclass
 class ISRConfig:
     sd_model: str = SD21_BASE
@@ -99,8 +105,7 @@ class ISRConfig:
     # "clean, high-resolution, 8k"; tvt.prompts); weight paths from the config, or from_pretrained's at inference
     inference_prompt: PromptSpec = field(default_factory=official_inference_prompt)
     loss: ISRLossConfig = field(default_factory=ISRLossConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_name="isr", lr=5e-5, batch_size=2, grad_accum=2,
-                                                                   weight_decay=1e-2, lr_scheduler="constant"))
+    train: TrainConfig = field(default_factory=lambda: one_step_train_config("isr"))
 
 
 class ISRStage(Stage):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .isr import ISRConfig, ISRDataConfig, ISRStage
+from .isr import ISRConfig, ISRDataConfig, ISRStage, one_step_train_config
 from .train_config import TrainConfig
 
 
@@ -39,8 +39,7 @@ class STISRDataConfig(ISRDataConfig):
 @dataclass
 class STISRConfig(ISRConfig):
     data: STISRDataConfig = field(default_factory=STISRDataConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_name="stisr", lr=5e-5, batch_size=2, grad_accum=2,
-                                                                   weight_decay=1e-2, lr_scheduler="constant"))
+    train: TrainConfig = field(default_factory=lambda: one_step_train_config("stisr"))
 
 
 class STISRStage(ISRStage):
