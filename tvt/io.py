@@ -50,7 +50,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a normal write would give 0644
+        normal_permissions(tmp)  # mkstemp makes 0600 files; a normal write would give 0644
         os.replace(tmp, path)
     finally:
         if tmp.exists():

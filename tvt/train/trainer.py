@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ import torch
 
 from ..config import check_ranges, to_yaml
 from ..errors import ConfigError, NonFiniteLossError
-from ..io import normal_permissions
+from ..io import atomic_dir
 from ..signals import Terminated, TerminationRequest
 from .checkpoints import checkpoints, load_checkpoint, read_checkpoint, resolve_resume, write_checkpoint
 from .data_order import make_dataloader, to_device
@@ -222,13 +221,8 @@ class Trainer:
         self.bar.close()
         acc.wait_for_everyone()
         if self.tcfg.export and acc.is_main_process:
-            final = self.run_dir / "export"
-            tmp = final.with_name("export.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.stage.export(tmp)
-            normal_permissions(tmp)  # stages' save_pretrained writes safetensors 0600
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            with atomic_dir(self.run_dir / "export") as tmp:  # readable like the rest of the run (0644 files)
+                self.stage.export(tmp)
         acc.wait_for_everyone()
         acc.end_training()
         if acc.is_main_process:
